@@ -5,6 +5,8 @@
 //! a payload, so it does not depend on `domain`.
 //!
 //! Positions are global, start at 1 and grow by one per event with no gaps, in commit order.
+//! A backend makes an event visible to readers only together with every event of lower position,
+//! so a reader that continues after the last position it received never skips an event.
 //! Revisions are per stream and start at 0.
 
 pub mod sqlite;
@@ -100,7 +102,9 @@ pub struct AppendOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The stream's revision was not the expected one; nothing was written.
-    #[error("wrong expected revision on stream {stream_id}: expected {expected:?}, actual {actual:?}")]
+    #[error(
+        "wrong expected revision on stream {stream_id}: expected {expected:?}, actual {actual:?}"
+    )]
     WrongExpectedRevision {
         stream_id: String,
         expected: ExpectedRevision,

@@ -1,0 +1,49 @@
+//! HTTP layer: poem-openapi endpoints under `/api/v1`, problem documents, and the routes
+//! outside the API (`/healthz`, `/metrics`, `/openapi.json`, `/docs`).
+
+pub mod endpoints;
+pub mod problem;
+pub mod state;
+
+use std::sync::Arc;
+
+use poem::middleware::{SizeLimit, Tracing};
+use poem::{get, handler, web::Data, EndpointExt, IntoResponse, Response, Route};
+use poem_openapi::OpenApiService;
+
+pub use state::AppState;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Builds the whole application: API, docs, health and metrics, with the error converter.
+pub fn app(state: Arc<AppState>, server_url: &str) -> impl poem::Endpoint {
+    let api = OpenApiService::new(endpoints::Api { state: Arc::clone(&state) }, "vaxledger", env!("CARGO_PKG_VERSION"))
+        .server(format!("{server_url}/api/v1"));
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    Route::new()
+        .nest("/api/v1", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .at("/healthz", get(healthz))
+        .at("/metrics", get(metrics))
+        .data(state)
+        .with(SizeLimit::new(MAX_BODY_BYTES))
+        .with(Tracing)
+        .catch_all_error(|err| async move { problem::to_problem_response(err) })
+}
+
+#[handler]
+fn healthz(state: Data<&Arc<AppState>>) -> Response {
+    let projected = state.ledger.projections.checkpoint();
+    let body = serde_json::json!({ "status": "ok", "projection_position": projected });
+    Response::builder().content_type("application/json").body(body.to_string())
+}
+
+#[handler]
+fn metrics(state: Data<&Arc<AppState>>) -> impl IntoResponse {
+    Response::builder()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(state.ledger.projections.checkpoint()))
+}

@@ -1,0 +1,67 @@
+//! Shared state of the HTTP service.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use signer::keys::KeyRing;
+use signer::vault::CertificateVault;
+
+use crate::ledger::Ledger;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// Application service over the event log.
+    pub ledger: Ledger,
+    /// Issuer keys for certificates.
+    pub keys: KeyRing,
+    /// Signed certificate bytes.
+    pub vault: CertificateVault,
+    /// Data folder, for messages.
+    pub data_dir: PathBuf,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+}
+
+/// Prometheus counters.
+#[derive(Default)]
+pub struct Metrics {
+    /// Appointments booked.
+    pub bookings: AtomicU64,
+    /// Codes verified.
+    pub codes_verified: AtomicU64,
+    /// Codes rejected.
+    pub codes_rejected: AtomicU64,
+    /// Doses recorded.
+    pub doses: AtomicU64,
+    /// Doses rejected.
+    pub doses_rejected: AtomicU64,
+    /// Certificates issued.
+    pub certificates: AtomicU64,
+}
+
+impl Metrics {
+    /// Renders the counters in the Prometheus text format.
+    pub fn render(&self, projection_position: u64) -> String {
+        let counters = [
+            ("vaxledger_bookings_total", "Appointments booked.", &self.bookings),
+            ("vaxledger_codes_verified_total", "Security codes verified.", &self.codes_verified),
+            ("vaxledger_codes_rejected_total", "Security codes rejected.", &self.codes_rejected),
+            ("vaxledger_doses_total", "Doses recorded.", &self.doses),
+            ("vaxledger_doses_rejected_total", "Dose attempts rejected.", &self.doses_rejected),
+            ("vaxledger_certificates_total", "Certificates issued.", &self.certificates),
+        ];
+        let mut text = String::new();
+        for (name, help, counter) in counters {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", counter.load(Ordering::Relaxed)));
+        }
+        text.push_str(&format!(
+            "# HELP vaxledger_projection_position Position of the last event applied to the projections.\n# TYPE vaxledger_projection_position gauge\nvaxledger_projection_position {projection_position}\n"
+        ));
+        text
+    }
+
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,203 @@
+//! Application service: loads aggregates from their streams, asks the domain for a decision,
+//! and appends the resulting events with optimistic concurrency, retrying on conflict.
+//!
+//! HTTP handlers call this; it knows nothing of HTTP. Every append carries the actor's token id,
+//! role and the request id, never a token or code.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use domain::appointment::Appointment;
+use domain::beneficiary::Beneficiary;
+use domain::centre::Centre;
+use domain::code::ServerKey;
+use domain::mobile::Mobile;
+use domain::session::Session;
+use domain::vaccine::VaccineCatalogue;
+use domain::{Decision, Event, Rejection};
+use projections::Projections;
+use store::{AppendOutcome, EventStore, ExpectedRevision, Metadata, NewEvent, StoreError, StreamAppend};
+use tracing::{error, warn};
+
+use crate::service_db::{Role, ServiceDb};
+
+/// Attempts of one command before a persistent revision conflict is reported.
+const MAX_CONFLICT_RETRIES: usize = 50;
+
+/// India Standard Time, UTC+05:30: session dates are calendar dates in this zone.
+pub fn india_offset() -> FixedOffset {
+    FixedOffset::east_opt(5 * 3600 + 30 * 60).expect("+05:30 is a valid offset")
+}
+
+/// Returns today's date in India.
+pub fn today_in_india(now: DateTime<Utc>) -> NaiveDate {
+    now.with_timezone(&india_offset()).date_naive()
+}
+
+/// Who is acting, as recorded in event metadata.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// Token id (never the token).
+    pub token_id: String,
+    /// Role of the token.
+    pub role: Role,
+    /// Centre the token is scoped to.
+    pub centre_id: Option<String>,
+    /// Citizen's mobile hash.
+    pub mobile_hash: Option<String>,
+    /// Request id for log correlation.
+    pub request_id: String,
+    /// Client's idempotency key, if sent.
+    pub idempotency_key: Option<String>,
+}
+
+impl Actor {
+    /// The server itself, for events it records on its own behalf.
+    pub fn system(request_id: &str) -> Self {
+        Self {
+            token_id: "system".into(),
+            role: Role::Admin,
+            centre_id: None,
+            mobile_hash: None,
+            request_id: request_id.into(),
+            idempotency_key: None,
+        }
+    }
+
+    fn metadata(&self) -> Metadata {
+        Metadata {
+            actor_id: self.token_id.clone(),
+            actor_role: self.role.as_str().into(),
+            request_id: self.request_id.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+        }
+    }
+}
+
+/// Failures of a command.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// A domain rule rejected the command (user error).
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The actor may not act on this entity (another citizen's beneficiary, another centre).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The store failed or conflicts did not settle (technical error).
+    #[error("event store failed: {0}")]
+    Store(#[from] StoreError),
+    /// Another technical failure, already logged.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Aggregates that fold events of one stream.
+pub trait Aggregate: Default {
+    /// Folds one event into the state.
+    fn apply_event(&mut self, event: &Event);
+}
+
+macro_rules! aggregate {
+    ($($type:ty),*) => {
+        $(impl Aggregate for $type {
+            fn apply_event(&mut self, event: &Event) {
+                self.apply(event)
+            }
+        })*
+    };
+}
+aggregate!(Appointment, Beneficiary, Centre, Mobile, Session);
+
+/// Streams read for one decision, with the revision each was read at.
+#[derive(Default)]
+pub struct ReadSet {
+    /// Revision of each stream read, `None` for a stream with no events.
+    revisions: HashMap<String, Option<u64>>,
+}
+
+/// The ledger's application service.
+pub struct Ledger {
+    /// Event log.
+    pub store: Arc<dyn EventStore>,
+    /// Status read models.
+    pub projections: Arc<Projections>,
+    /// Key for security-code and mobile hashes.
+    pub server_key: ServerKey,
+    /// Vaccines and their intervals.
+    pub catalogue: VaccineCatalogue,
+    /// Tokens, OTPs, contacts and the outbox.
+    pub service: Arc<ServiceDb>,
+}
+
+impl Ledger {
+    /// Loads an aggregate and records its revision in the read set.
+    pub async fn load<A: Aggregate>(&self, stream_id: &str, reads: &mut ReadSet) -> Result<A, LedgerError> {
+        let recorded = self.store.read_stream(stream_id, 0).await?;
+        let mut aggregate = A::default();
+        for event in &recorded {
+            let decoded = Event::decode(&event.event_type, event.schema_version, &event.payload).map_err(|err| {
+                error!(cause = %err, stream_id, position = event.position, "stored event could not be decoded");
+                LedgerError::Internal(format!("stored event at position {} could not be decoded", event.position))
+            })?;
+            aggregate.apply_event(&decoded);
+        }
+        reads.revisions.insert(stream_id.to_owned(), store::last_revision(&recorded));
+        Ok(aggregate)
+    }
+
+    /// Appends events grouped by stream, each stream checked against the revision it was read at.
+    pub async fn append(&self, events: &[Event], reads: &ReadSet, actor: &Actor) -> Result<AppendOutcome, StoreError> {
+        let metadata = actor.metadata();
+        let mut appends: Vec<StreamAppend> = Vec::new();
+        for event in events {
+            let stream_id = event.stream_id();
+            let new_event = NewEvent {
+                event_type: event.event_type().to_owned(),
+                schema_version: event.schema_version(),
+                payload: event.encode(),
+                metadata: metadata.clone(),
+            };
+            match appends.iter_mut().find(|append| append.stream_id == stream_id) {
+                Some(append) => append.events.push(new_event),
+                None => {
+                    let expected = match reads.revisions.get(&stream_id) {
+                        Some(revision) => store::expected_after(*revision),
+                        None => ExpectedRevision::Any,
+                    };
+                    appends.push(StreamAppend { stream_id, expected, events: vec![new_event] });
+                }
+            }
+        }
+        self.store.append(appends).await
+    }
+
+    /// Appends a decision's events. Returns `Ok(None)` on a revision conflict, so the caller
+    /// reloads and decides again; [`MAX_CONFLICT_RETRIES`] bounds those rounds.
+    pub async fn try_commit(
+        &self,
+        decision: &Decision,
+        reads: &ReadSet,
+        actor: &Actor,
+        attempt: usize,
+    ) -> Result<Option<AppendOutcome>, LedgerError> {
+        match self.append(decision.events(), reads, actor).await {
+            Ok(outcome) => Ok(Some(outcome)),
+            Err(StoreError::WrongExpectedRevision { stream_id, .. }) => {
+                if attempt + 1 >= MAX_CONFLICT_RETRIES {
+                    error!(stream_id, request_id = %actor.request_id, "revision conflicts did not settle");
+                    return Err(LedgerError::Internal("too many concurrent changes; retry the request".into()));
+                }
+                if attempt > 0 && attempt % 10 == 0 {
+                    warn!(stream_id, attempt, request_id = %actor.request_id, "revision conflicts persist; retrying");
+                }
+                tokio::task::yield_now().await;
+                Ok(None)
+            }
+            Err(err) => {
+                error!(cause = %err, request_id = %actor.request_id, "append failed");
+                Err(err.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Read models folded from the event log: centres, sessions (with free seats), beneficiaries
+//! and appointments, persisted in one SQLite file together with the checkpoint position.
+//!
+//! The projector reads the log in position order and writes each batch of events and the new
+//! checkpoint in one transaction, so after a crash it resumes exactly where the last commit
+//! ended. The store assigns positions in commit order from a single writer, so reading
+//! `position > checkpoint` can never skip an event that commits later with a lower position.
+
+mod apply;
+pub mod queries;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags};
+use store::{EventStore, RecordedEvent};
+use tokio::sync::watch;
+use tracing::{error, info};
+
+/// Events read from the store per projector transaction.
+const BATCH_SIZE: usize = 1_000;
+
+/// Failures of the projection database.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// SQLite failed on the projection file.
+    #[error("projection database {path} failed: {cause}")]
+    Sqlite {
+        /// File that failed.
+        path: PathBuf,
+        /// SQLite's message.
+        cause: String,
+    },
+    /// An event could not be decoded, so the projector stopped rather than skip it.
+    #[error("event at position {position} could not be decoded: {cause}")]
+    Decode {
+        /// Position of the event.
+        position: u64,
+        /// Decoder message.
+        cause: String,
+    },
+    /// Reading the event store failed.
+    #[error("reading the event store failed: {0}")]
+    Store(#[from] store::StoreError),
+    /// Waiting for the projector to reach a position timed out.
+    #[error("projection did not reach position {0} in time")]
+    Lagging(u64),
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS checkpoint (
+    name TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS centres (
+    centre_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    district TEXT NOT NULL,
+    state TEXT NOT NULL,
+    pincode TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    centre_id TEXT NOT NULL,
+    district TEXT NOT NULL,
+    date TEXT NOT NULL,
+    vaccine TEXT NOT NULL,
+    capacity INTEGER NOT NULL,
+    booked INTEGER NOT NULL DEFAULT 0,
+    min_age INTEGER NOT NULL,
+    cancelled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_district_date ON sessions (district COLLATE NOCASE, date);
+CREATE TABLE IF NOT EXISTS beneficiaries (
+    beneficiary_id TEXT PRIMARY KEY,
+    mobile_hash TEXT NOT NULL,
+    name TEXT NOT NULL,
+    year_of_birth INTEGER NOT NULL,
+    gender TEXT NOT NULL,
+    photo_id_type TEXT NOT NULL,
+    photo_id_masked TEXT NOT NULL,
+    walk_in INTEGER NOT NULL,
+    doses_received INTEGER NOT NULL DEFAULT 0,
+    registered_position INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS beneficiaries_by_mobile ON beneficiaries (mobile_hash);
+CREATE TABLE IF NOT EXISTS appointments (
+    appointment_id TEXT PRIMARY KEY,
+    beneficiary_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    centre_id TEXT NOT NULL,
+    date TEXT NOT NULL,
+    vaccine TEXT NOT NULL,
+    dose_number INTEGER NOT NULL,
+    walk_in INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    locked INTEGER NOT NULL DEFAULT 0,
+    rejected_attempts INTEGER NOT NULL DEFAULT 0,
+    code_verified_position INTEGER,
+    dose_position INTEGER,
+    batch TEXT,
+    certificate_id TEXT,
+    certificate_revoked INTEGER NOT NULL DEFAULT 0,
+    booked_position INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS appointments_by_beneficiary ON appointments (beneficiary_id);
+CREATE INDEX IF NOT EXISTS appointments_by_session ON appointments (session_id);
+"#;
+
+/// Name of the checkpoint row of this projection set.
+const CHECKPOINT_NAME: &str = "status";
+
+/// The status projections and their projector.
+pub struct Projections {
+    /// Path of the SQLite file, for error messages.
+    path: PathBuf,
+    /// The one connection that writes; only the projector task uses it.
+    writer: Mutex<Connection>,
+    /// Connection for queries; WAL lets it read while the writer commits.
+    reader: Mutex<Connection>,
+    /// Position of the last event applied, published after each commit.
+    position: watch::Sender<u64>,
+}
+
+fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> ProjectionError + '_ {
+    move |err| ProjectionError::Sqlite { path: path.to_owned(), cause: err.to_string() }
+}
+
+impl Projections {
+    /// Opens or creates the projection file and reads its checkpoint.
+    pub fn open(path: &Path) -> Result<Arc<Self>, ProjectionError> {
+        let to_error = sqlite_error(path);
+        let writer = Connection::open(path).map_err(&to_error)?;
+        writer
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
+            .map_err(&to_error)?;
+        writer.execute_batch(SCHEMA).map_err(&to_error)?;
+        let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(&to_error)?;
+        reader.execute_batch("PRAGMA busy_timeout=5000;").map_err(&to_error)?;
+        let checkpoint: u64 = writer
+            .query_row("SELECT position FROM checkpoint WHERE name = ?1", params![CHECKPOINT_NAME], |row| row.get(0))
+            .or_else(|err| match err {
+                rusqlite::Error::QueryReturnedNoRows => Ok(0),
+                other => Err(other),
+            })
+            .map_err(&to_error)?;
+        let (position, _) = watch::channel(checkpoint);
+        info!(path = %path.display(), checkpoint, "projections opened");
+        Ok(Arc::new(Self { path: path.to_owned(), writer: Mutex::new(writer), reader: Mutex::new(reader), position }))
+    }
+
+    /// Returns the position of the last applied event.
+    pub fn checkpoint(&self) -> u64 {
+        *self.position.borrow()
+    }
+
+    /// Applies events in one transaction, in order, and moves the checkpoint to the last one.
+    ///
+    /// Events at or below the checkpoint are ignored, so a batch read twice is harmless.
+    pub fn apply_batch(&self, events: &[RecordedEvent]) -> Result<u64, ProjectionError> {
+        let to_error = sqlite_error(&self.path);
+        let mut connection = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let transaction = connection.transaction().map_err(&to_error)?;
+        let mut checkpoint = self.checkpoint();
+        for recorded in events {
+            if recorded.position <= checkpoint {
+                continue;
+            }
+            let event = domain::Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)
+                .map_err(|err| ProjectionError::Decode { position: recorded.position, cause: err.to_string() })?;
+            apply::apply_event(&transaction, recorded, &event).map_err(&to_error)?;
+            checkpoint = recorded.position;
+        }
+        transaction
+            .execute(
+                "INSERT INTO checkpoint (name, position) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                params![CHECKPOINT_NAME, checkpoint],
+            )
+            .map_err(&to_error)?;
+        transaction.commit().map_err(&to_error)?;
+        self.position.send_replace(checkpoint);
+        Ok(checkpoint)
+    }
+
+    /// Deletes every row and resets the checkpoint to 0, so the projector rebuilds from the start.
+    pub fn reset(&self) -> Result<(), ProjectionError> {
+        let to_error = sqlite_error(&self.path);
+        let connection = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        connection
+            .execute_batch(
+                "BEGIN; DELETE FROM centres; DELETE FROM sessions; DELETE FROM beneficiaries;
+                 DELETE FROM appointments; DELETE FROM checkpoint; COMMIT;",
+            )
+            .map_err(&to_error)?;
+        self.position.send_replace(0);
+        Ok(())
+    }
+
+    /// Catches up with the store, then follows it until the store's head channel closes.
+    ///
+    /// Returns an error, after logging it, when an event cannot be applied: the projector stops
+    /// rather than skip an event.
+    pub async fn run(self: Arc<Self>, store: Arc<dyn EventStore>) -> Result<(), ProjectionError> {
+        let mut head = store.watch_head();
+        info!(checkpoint = self.checkpoint(), "projector started");
+        loop {
+            let checkpoint = self.checkpoint();
+            let events = match store.read_all(checkpoint, BATCH_SIZE).await {
+                Ok(events) => events,
+                Err(err) => {
+                    error!(cause = %err, checkpoint, "projector read failed; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if !events.is_empty() {
+                let projections = Arc::clone(&self);
+                let applied = tokio::task::spawn_blocking(move || projections.apply_batch(&events))
+                    .await
+                    .unwrap_or_else(|join| Err(ProjectionError::Sqlite { path: self.path.clone(), cause: join.to_string() }));
+                if let Err(err) = applied {
+                    error!(cause = %err, checkpoint, "projector stopped");
+                    return Err(err);
+                }
+                continue;
+            }
+            if *head.borrow_and_update() > checkpoint {
+                continue;
+            }
+            if head.changed().await.is_err() {
+                info!(checkpoint, "projector stopped: event store closed");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits until the projector has applied `position`, for read-your-writes after a command.
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
+        let mut receiver = self.position.subscribe();
+        let reached = tokio::time::timeout(timeout, receiver.wait_for(|current| *current >= position)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ProjectionError::Lagging(position)),
+        }
+    }
+
+    fn with_reader<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ProjectionError> {
+        let connection = self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        query(&connection).map_err(sqlite_error(&self.path))
+    }
+}

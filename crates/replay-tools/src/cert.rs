@@ -1,0 +1,241 @@
+//! `vaxledger cert verify`: offline verification of a certificate's QR text against a trust-list
+//! file, the same JSON that `GET /api/v1/trust-list` serves.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use signer::{verify_qr, TrustList, VaccinationRecord, Verification, QR_PREFIX};
+
+/// Maximum size in bytes read from an input or trust-list file. A QR text is a few KiB at most,
+/// and a trust list grows by about 300 bytes per key.
+const MAX_INPUT_FILE_LEN: u64 = 1024 * 1024;
+
+/// Certificate subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum CertCommand {
+    /// Verify a certificate offline against a trust-list file.
+    ///
+    /// Prints VALID with the vaccination record, or INVALID with the reason. Exits with status 0
+    /// when valid and 1 when invalid.
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `cert verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// QR text (starting with VXL1:), a file that contains the QR text, or - to read it from
+    /// standard input. PDF and image files are not supported yet.
+    #[arg(value_name = "QR-TEXT|FILE")]
+    pub input: String,
+
+    /// Trust-list JSON file, as served at GET /api/v1/trust-list.
+    #[arg(long, value_name = "FILE")]
+    pub trust_list: PathBuf,
+
+    /// Print the result as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Verdict of `cert verify`, turned into the process exit status by the binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertOutcome {
+    /// The certificate verified.
+    Valid,
+    /// The certificate was rejected.
+    Invalid,
+}
+
+impl CertOutcome {
+    /// Returns the exit status: 0 when valid, 1 when invalid.
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            CertOutcome::Valid => ExitCode::SUCCESS,
+            CertOutcome::Invalid => ExitCode::from(1),
+        }
+    }
+}
+
+impl From<CertOutcome> for ExitCode {
+    fn from(outcome: CertOutcome) -> Self {
+        outcome.exit_code()
+    }
+}
+
+/// Runs a certificate subcommand, printing to standard output.
+///
+/// An error (unreadable input, invalid trust list) is returned rather than printed, so the
+/// binary reports it and exits with its own status.
+pub fn run_cert(command: CertCommand) -> anyhow::Result<CertOutcome> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    run_cert_to(command, &mut out, Utc::now())
+}
+
+/// Runs a certificate subcommand, writing its report to `out` and judging validity at `now`.
+pub fn run_cert_to(command: CertCommand, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<CertOutcome> {
+    match command {
+        CertCommand::Verify(args) => verify(&args, out, now),
+    }
+}
+
+/// Implements `cert verify`.
+fn verify(args: &VerifyArgs, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<CertOutcome> {
+    let qr_text = read_qr_input(&args.input)?;
+
+    let trust_list_text = read_capped(&args.trust_list)?;
+    let trust_list = TrustList::from_json(&trust_list_text)
+        .with_context(|| format!("trust list {} is not a valid trust-list JSON file", args.trust_list.display()))?;
+
+    // TODO: accept a revoked-certificates list; offline verification checks key revocation only.
+    let verification = verify_qr(&qr_text, &trust_list, &Default::default(), now);
+
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &verification).context("writing the JSON result failed")?;
+        writeln!(out)?;
+    } else {
+        write_report(out, &verification, &trust_list)?;
+    }
+
+    Ok(match verification {
+        Verification::Valid { .. } => CertOutcome::Valid,
+        Verification::Invalid { .. } => CertOutcome::Invalid,
+    })
+}
+
+/// Returns the QR text from the argument, a file, or standard input (`-`).
+fn read_qr_input(input: &str) -> anyhow::Result<String> {
+    if input == "-" {
+        let mut text = String::new();
+        io::stdin()
+            .take(MAX_INPUT_FILE_LEN)
+            .read_to_string(&mut text)
+            .context("reading QR text from standard input failed")?;
+        return Ok(text.trim().to_owned());
+    }
+
+    if input.trim_start().starts_with(QR_PREFIX) {
+        return Ok(input.trim().to_owned());
+    }
+
+    let path = Path::new(input);
+    if path.is_file() {
+        return read_qr_file(path);
+    }
+    if looks_like_file_name(input) {
+        bail!("input file {input} not found");
+    }
+
+    // Neither a file nor VXL1: text: verify it anyway, so the report names the wrong prefix.
+    Ok(input.trim().to_owned())
+}
+
+/// Reads a file that must contain QR text, rejecting PDF and image files with a clear message.
+fn read_qr_file(path: &Path) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|file| file.take(MAX_INPUT_FILE_LEN).read_to_end(&mut bytes))
+        .with_context(|| format!("reading {} failed", path.display()))?;
+
+    if let Some(kind) = binary_kind(&bytes) {
+        bail!(
+            "{} is a {kind} file; only QR text is supported for now. Scan the QR code and pass the text it holds (it starts with {QR_PREFIX})",
+            path.display()
+        );
+    }
+
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("{} is not UTF-8 text; pass a file that contains the QR text", path.display()))?;
+    let text = text.trim();
+    if text.is_empty() {
+        bail!("{} is empty; pass a file that contains the QR text", path.display());
+    }
+    Ok(text.to_owned())
+}
+
+/// Returns the kind of a PDF or image file from its first bytes.
+fn binary_kind(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"%PDF") {
+        Some("PDF")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("PNG")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("JPEG")
+    } else {
+        None
+    }
+}
+
+/// Returns whether the argument names a file by its extension.
+fn looks_like_file_name(input: &str) -> bool {
+    let lower = input.to_ascii_lowercase();
+    [".pdf", ".png", ".jpg", ".jpeg", ".txt"].iter().any(|extension| lower.ends_with(extension))
+}
+
+/// Reads a whole file of at most [`MAX_INPUT_FILE_LEN`] bytes as text.
+fn read_capped(path: &Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    File::open(path)
+        .and_then(|file| file.take(MAX_INPUT_FILE_LEN).read_to_string(&mut text))
+        .with_context(|| format!("reading trust list {} failed", path.display()))?;
+    Ok(text)
+}
+
+/// Writes the human-readable report.
+fn write_report(out: &mut dyn Write, verification: &Verification, trust_list: &TrustList) -> io::Result<()> {
+    match verification {
+        Verification::Valid { record, key_id, issuer, issued_at } => {
+            writeln!(out, "VALID")?;
+            write_record(out, record)?;
+            writeln!(out, "  issued at:        {} by {issuer}", issued_at.to_rfc3339())?;
+            writeln!(out, "  key id:           {key_id}")?;
+            writeln!(
+                out,
+                "  note:             certificate revocations are not checked offline; trust list generated at {}",
+                trust_list.generated_at.to_rfc3339()
+            )?;
+        }
+        Verification::Invalid { reason } => {
+            writeln!(out, "INVALID: {reason}")?;
+            writeln!(out, "  reason code:      {}", reason.code())?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the vaccination record's fields, one per line.
+fn write_record(out: &mut dyn Write, record: &VaccinationRecord) -> io::Result<()> {
+    let gender = serde_json::to_value(record.gender).ok();
+    let photo_id_type = serde_json::to_value(record.photo_id_type).ok();
+    let as_text = |value: Option<serde_json::Value>| value.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+
+    writeln!(out, "  certificate id:   {}", record.certificate_id)?;
+    writeln!(
+        out,
+        "  beneficiary:      {} (born {}, {})",
+        record.beneficiary_name,
+        record.year_of_birth,
+        as_text(gender)
+    )?;
+    writeln!(out, "  photo id:         {} {}", as_text(photo_id_type), record.photo_id_masked)?;
+    writeln!(out, "  reference id:     {}", record.beneficiary_id)?;
+    writeln!(
+        out,
+        "  vaccine:          {} ({}), dose {} of {}",
+        record.vaccine, record.manufacturer, record.dose_number, record.total_doses
+    )?;
+    writeln!(out, "  date:             {}", record.vaccination_date)?;
+    writeln!(out, "  centre:           {}, {}, {}", record.centre_name, record.district, record.state)?;
+    writeln!(out, "  vaccinator:       {}", record.vaccinator_id)?;
+    writeln!(out, "  batch:            {}", record.batch)?;
+    writeln!(
+        out,
+        "  ledger positions: CodeVerified {}, DoseAdministered {}",
+        record.code_verified_position, record.dose_position
+    )?;
+    Ok(())
+}

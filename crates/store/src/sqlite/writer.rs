@@ -1,0 +1,606 @@
+//! Writer thread of the SQLite store: the only connection that writes, committing the queued
+//! append requests in groups.
+//!
+//! Each group is one `BEGIN IMMEDIATE … COMMIT` transaction, so the group pays for one fsync.
+//! Every request in it runs inside its own savepoint. A request whose revision check or write
+//! fails is rolled back to that savepoint and leaves no trace, while the other requests commit.
+//! Later requests see the writes of earlier ones in the same group, so their revision checks are
+//! made against the state that the group will commit.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use super::{backend_error, failure_message};
+use crate::{AppendOutcome, ExpectedRevision, NewEvent, StoreError, StreamAppend};
+
+/// Maximum number of append requests committed in one transaction. It bounds the time the write
+/// lock is held and the work lost when a commit fails.
+const MAX_GROUP_REQUESTS: usize = 512;
+
+/// Maximum number of stream ids named in the log line of a failed group.
+const MAX_LOGGED_STREAM_IDS: usize = 16;
+
+/// One `EventStore::append` call waiting for the writer thread.
+pub(super) struct AppendRequest {
+    /// Stream appends of the call, already checked by `validate_appends`.
+    pub(super) appends: Vec<StreamAppend>,
+    /// Receives the outcome after the group holding this request has committed or failed.
+    pub(super) reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// State owned by the writer thread.
+pub(super) struct Writer {
+    /// The only read-write connection to the file.
+    connection: Connection,
+    /// Database file, for log lines and error messages.
+    path: PathBuf,
+    /// Receives the new head position after every commit that wrote events.
+    head: Arc<watch::Sender<u64>>,
+    /// Number of committed transactions, shared with `SqliteStore::commit_count`.
+    commits: Arc<AtomicU64>,
+}
+
+/// Failure of one request in a group.
+enum RequestError {
+    /// The request failed on its own. Its savepoint was rolled back and the group goes on.
+    Rejected(StoreError),
+    /// The transaction is no longer usable, so the whole group is rolled back. The message names
+    /// the file and the cause.
+    Abort(String),
+}
+
+/// Last event in the file when a group starts.
+struct Tail {
+    /// Position of the last event, 0 when the store is empty.
+    position: u64,
+    /// Commit time of the last event, 0 when the store is empty.
+    recorded_at_ms: i64,
+}
+
+impl Writer {
+    pub(super) fn new(
+        connection: Connection,
+        path: PathBuf,
+        head: Arc<watch::Sender<u64>>,
+        commits: Arc<AtomicU64>,
+    ) -> Writer {
+        Writer {
+            connection,
+            path,
+            head,
+            commits,
+        }
+    }
+
+    /// Starts the writer thread. It runs until every sender of `requests` is dropped and the
+    /// requests still queued are committed.
+    pub(super) fn spawn(
+        self,
+        requests: mpsc::Receiver<AppendRequest>,
+    ) -> Result<JoinHandle<()>, StoreError> {
+        let path = self.path.clone();
+        thread::Builder::new()
+            .name("event-store-writer".to_owned())
+            .spawn(move || self.run(requests))
+            .map_err(|err| backend_error(&path, "start the writer thread", err))
+    }
+
+    fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
+        info!(path = %self.path.display(), "event store writer started");
+
+        // Group commit: block for one request, then take every request already queued, up to
+        // the group limit, and commit them together.
+        while let Some(first) = requests.blocking_recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP_REQUESTS {
+                match requests.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+
+            self.commit_group(group);
+        }
+
+        self.checkpoint();
+        info!(
+            path = %self.path.display(),
+            commits = self.commits.load(Ordering::Relaxed),
+            "event store writer stopped"
+        );
+    }
+
+    /// Commits a group in one transaction, publishes the new head position, then replies to
+    /// every request. No request gets a success reply before COMMIT has returned.
+    fn commit_group(&mut self, group: Vec<AppendRequest>) {
+        let (appends, replies): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|request| (request.appends, request.reply))
+            .unzip();
+
+        let outcomes = match self.write_group(&appends) {
+            Ok((outcomes, head_position)) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                self.head.send_if_modified(|published| {
+                    let advanced = head_position > *published;
+                    if advanced {
+                        *published = head_position;
+                    }
+                    advanced
+                });
+                outcomes
+            }
+            Err(cause) => {
+                let stream_ids: Vec<&str> = appends
+                    .iter()
+                    .flatten()
+                    .map(|append| append.stream_id.as_str())
+                    .take(MAX_LOGGED_STREAM_IDS)
+                    .collect();
+                error!(
+                    cause = %cause,
+                    requests = appends.len(),
+                    ?stream_ids,
+                    "group commit failed, so every append of the group failed"
+                );
+                appends
+                    .iter()
+                    .map(|_| Err(StoreError::Backend(cause.clone())))
+                    .collect()
+            }
+        };
+
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            if reply.send(outcome).is_err() {
+                debug!(
+                    path = %self.path.display(),
+                    "append caller stopped waiting before its reply"
+                );
+            }
+        }
+    }
+
+    /// Writes every request of the group and commits. Returns each request's outcome and the
+    /// head position after the commit, or the message of a failure that rolled back the group.
+    fn write_group(
+        &mut self,
+        group: &[Vec<StreamAppend>],
+    ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, u64), String> {
+        let path = self.path.as_path();
+        let mut transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|err| failure_message(path, "begin the group transaction", err))?;
+
+        // Positions are assigned here, inside the transaction that holds SQLite's write lock,
+        // and never reused, because a rolled-back request hands its positions to the next one.
+        // Commits are thus serialized in position order, so a snapshot that contains position N
+        // also contains every position below N.
+        let tail = read_tail(&transaction, path).map_err(|err| err.to_string())?;
+        let recorded_at_ms = now_ms().max(tail.recorded_at_ms);
+        let mut head_position = tail.position;
+
+        let mut outcomes = Vec::with_capacity(group.len());
+        for appends in group {
+            match write_request(
+                &mut transaction,
+                path,
+                appends,
+                head_position,
+                recorded_at_ms,
+            ) {
+                Ok((outcome, new_head_position)) => {
+                    head_position = new_head_position;
+                    outcomes.push(Ok(outcome));
+                }
+                Err(RequestError::Rejected(err)) => outcomes.push(Err(err)),
+                Err(RequestError::Abort(cause)) => return Err(cause),
+            }
+        }
+
+        transaction
+            .commit()
+            .map_err(|err| failure_message(path, "commit the group transaction", err))?;
+
+        Ok((outcomes, head_position))
+    }
+
+    /// Moves the WAL into the main file and truncates it, so that once the store is closed the
+    /// main file alone contains every commit.
+    fn checkpoint(&self) {
+        let path = self.path.display();
+        let blocked = self
+            .connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                row.get::<_, i64>(0)
+            });
+
+        match blocked {
+            Ok(0) => debug!(path = %path, "checkpointed the WAL on shutdown"),
+            Ok(_) => warn!(
+                path = %path,
+                "WAL checkpoint on shutdown was blocked by a reader; recent commits stay in the -wal file"
+            ),
+            Err(err) => warn!(
+                cause = %err,
+                path = %path,
+                "WAL checkpoint on shutdown failed; recent commits stay in the -wal file"
+            ),
+        }
+    }
+}
+
+/// Writes one request inside a savepoint and releases it, or rolls it back when the request
+/// fails. Returns the outcome and the new head position.
+fn write_request(
+    transaction: &mut Transaction<'_>,
+    path: &Path,
+    appends: &[StreamAppend],
+    head_position: u64,
+    recorded_at_ms: i64,
+) -> Result<(AppendOutcome, u64), RequestError> {
+    let savepoint = transaction
+        .savepoint()
+        .map_err(|err| RequestError::Abort(failure_message(path, "create a savepoint", err)))?;
+
+    match apply_appends(&savepoint, path, appends, head_position, recorded_at_ms) {
+        Ok(written) => {
+            savepoint.commit().map_err(|err| {
+                RequestError::Abort(failure_message(path, "release a savepoint", err))
+            })?;
+            Ok(written)
+        }
+        Err(err) => {
+            // After some errors, such as a full disk, SQLite rolls back the whole transaction
+            // by itself. Later statements would then run outside any transaction, so the group
+            // must stop here.
+            if savepoint.is_autocommit() {
+                return Err(RequestError::Abort(format!(
+                    "SQLite rolled back the group transaction after: {err}"
+                )));
+            }
+
+            savepoint.finish().map_err(|rollback_err| {
+                RequestError::Abort(failure_message(path, "roll back a savepoint", rollback_err))
+            })?;
+
+            if !matches!(err, StoreError::WrongExpectedRevision { .. }) {
+                let stream_ids: Vec<&str> = appends
+                    .iter()
+                    .map(|append| append.stream_id.as_str())
+                    .collect();
+                warn!(
+                    cause = %err,
+                    ?stream_ids,
+                    "append failed and was rolled back; the rest of its group goes on"
+                );
+            }
+            Err(RequestError::Rejected(err))
+        }
+    }
+}
+
+/// Checks each stream's expected revision and inserts its events, in request order. Returns the
+/// outcome and the new head position. On error the caller rolls back what was written.
+fn apply_appends(
+    connection: &Connection,
+    path: &Path,
+    appends: &[StreamAppend],
+    head_position: u64,
+    recorded_at_ms: i64,
+) -> Result<(AppendOutcome, u64), StoreError> {
+    let mut head_position = head_position;
+    let mut first_position = None;
+    let mut revisions = Vec::with_capacity(appends.len());
+
+    for append in appends {
+        let current = current_revision(connection, path, &append.stream_id)?;
+        check_expected(append, current)?;
+
+        let mut revision = current;
+        for event in &append.events {
+            let next_revision = revision.map_or(0, |revision| revision + 1);
+            let position = head_position + 1;
+            insert_event(
+                connection,
+                path,
+                position,
+                &append.stream_id,
+                next_revision,
+                event,
+                recorded_at_ms,
+            )?;
+
+            first_position.get_or_insert(position);
+            head_position = position;
+            revision = Some(next_revision);
+        }
+
+        if revision != current {
+            if let Some(revision) = revision {
+                store_revision(connection, path, &append.stream_id, revision)?;
+            }
+        }
+        revisions.push((append.stream_id.clone(), revision));
+    }
+
+    let outcome = AppendOutcome {
+        first_position,
+        last_position: first_position.map(|_| head_position),
+        revisions,
+    };
+    Ok((outcome, head_position))
+}
+
+/// Fails with [`StoreError::WrongExpectedRevision`] unless the stream's current revision is the
+/// expected one.
+fn check_expected(append: &StreamAppend, current: Option<u64>) -> Result<(), StoreError> {
+    let is_expected = match append.expected {
+        ExpectedRevision::Any => true,
+        ExpectedRevision::NoStream => current.is_none(),
+        ExpectedRevision::Exact(expected) => current == Some(expected),
+    };
+    if is_expected {
+        return Ok(());
+    }
+
+    debug!(
+        stream_id = %append.stream_id,
+        expected = ?append.expected,
+        actual = ?current,
+        "append rejected: wrong expected revision"
+    );
+    Err(StoreError::WrongExpectedRevision {
+        stream_id: append.stream_id.clone(),
+        expected: append.expected,
+        actual: current,
+    })
+}
+
+/// Reads the stream's current revision, including writes made earlier in this transaction.
+fn current_revision(
+    connection: &Connection,
+    path: &Path,
+    stream_id: &str,
+) -> Result<Option<u64>, StoreError> {
+    let action = || format!("read the revision of stream {stream_id}");
+    let revision: Option<i64> = connection
+        .prepare_cached("SELECT revision FROM streams WHERE stream_id = ?1")
+        .and_then(|mut statement| {
+            statement
+                .query_row([stream_id], |row| row.get(0))
+                .optional()
+        })
+        .map_err(|err| backend_error(path, action(), err))?;
+
+    revision
+        .map(|revision| {
+            u64::try_from(revision).map_err(|_| {
+                backend_error(
+                    path,
+                    action(),
+                    format!("stored revision {revision} is negative"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Inserts one event row.
+fn insert_event(
+    connection: &Connection,
+    path: &Path,
+    position: u64,
+    stream_id: &str,
+    revision: u64,
+    event: &NewEvent,
+    recorded_at_ms: i64,
+) -> Result<(), StoreError> {
+    let action = || format!("append event {revision} to stream {stream_id}");
+    let position = to_signed(position, path, "position", &action)?;
+    let revision = to_signed(revision, path, "revision", &action)?;
+    let metadata =
+        serde_json::to_string(&event.metadata).map_err(|err| backend_error(path, action(), err))?;
+
+    connection
+        .prepare_cached(
+            "INSERT INTO events (position, stream_id, revision, event_type, schema_version, \
+             payload, metadata, recorded_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut statement| {
+            statement.execute((
+                position,
+                stream_id,
+                revision,
+                &event.event_type,
+                event.schema_version,
+                &event.payload,
+                &metadata,
+                recorded_at_ms,
+            ))
+        })
+        .map_err(|err| backend_error(path, action(), err))?;
+
+    Ok(())
+}
+
+/// Stores the stream's new current revision.
+fn store_revision(
+    connection: &Connection,
+    path: &Path,
+    stream_id: &str,
+    revision: u64,
+) -> Result<(), StoreError> {
+    let action = || format!("update the revision of stream {stream_id}");
+    let revision = to_signed(revision, path, "revision", &action)?;
+
+    connection
+        .prepare_cached(
+            "INSERT INTO streams (stream_id, revision) VALUES (?1, ?2) \
+             ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision",
+        )
+        .and_then(|mut statement| statement.execute((stream_id, revision)))
+        .map_err(|err| backend_error(path, action(), err))?;
+
+    Ok(())
+}
+
+/// Reads the position and commit time of the last event.
+fn read_tail(connection: &Connection, path: &Path) -> Result<Tail, StoreError> {
+    let last: Option<(i64, i64)> = connection
+        .query_row(
+            "SELECT position, recorded_at_ms FROM events ORDER BY position DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(|err| backend_error(path, "read the last event", err))?;
+
+    let Some((position, recorded_at_ms)) = last else {
+        return Ok(Tail {
+            position: 0,
+            recorded_at_ms: 0,
+        });
+    };
+
+    let position = u64::try_from(position).map_err(|_| {
+        backend_error(
+            path,
+            "read the last event",
+            format!("stored position {position} is negative"),
+        )
+    })?;
+    Ok(Tail {
+        position,
+        recorded_at_ms,
+    })
+}
+
+/// Converts a position or revision to SQLite's signed integer. Only a log of more than
+/// `i64::MAX` events could fail here.
+fn to_signed(
+    value: u64,
+    path: &Path,
+    column: &str,
+    action: &dyn Fn() -> String,
+) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| {
+        backend_error(
+            path,
+            action(),
+            format!("{column} {value} exceeds SQLite's integer range"),
+        )
+    })
+}
+
+/// Returns the current time in milliseconds since the Unix epoch, or 0 for a clock set before
+/// 1970. The writer never records a time earlier than the last event's, so the log's times do
+/// not go backwards when the clock is stepped back.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::{connection, reader};
+    use crate::Metadata;
+
+    fn event(event_type: &str) -> NewEvent {
+        NewEvent {
+            event_type: event_type.to_owned(),
+            schema_version: 1,
+            payload: vec![1, 2, 3],
+            metadata: Metadata::default(),
+        }
+    }
+
+    fn append(stream_id: &str, expected: ExpectedRevision, events: usize) -> StreamAppend {
+        StreamAppend {
+            stream_id: stream_id.to_owned(),
+            expected,
+            events: (0..events).map(|_| event("Tested")).collect(),
+        }
+    }
+
+    #[test]
+    fn group_commit_isolates_failed_requests() {
+        let folder = tempfile::tempdir().expect("create temp dir");
+        let path = folder.path().join("events.db");
+        let (db, head_position) = connection::open_writer(&path).expect("open writer");
+        assert_eq!(head_position, 0);
+
+        let (head, head_receiver) = watch::channel(0);
+        let commits = Arc::new(AtomicU64::new(0));
+        let mut writer = Writer::new(db, path.clone(), Arc::new(head), commits.clone());
+
+        let requests = vec![
+            vec![append("a", ExpectedRevision::NoStream, 1)],
+            // Fails because the first request of the same group created stream a.
+            vec![append("a", ExpectedRevision::NoStream, 1)],
+            vec![append("b", ExpectedRevision::NoStream, 1)],
+            // Writes to c, then fails on a, so its write to c must be rolled back.
+            vec![
+                append("c", ExpectedRevision::NoStream, 2),
+                append("a", ExpectedRevision::Exact(5), 1),
+            ],
+            vec![append("a", ExpectedRevision::Exact(0), 1)],
+        ];
+        let mut replies = Vec::new();
+        let mut group = Vec::new();
+        for appends in requests {
+            let (reply, receiver) = oneshot::channel();
+            group.push(AppendRequest { appends, reply });
+            replies.push(receiver);
+        }
+
+        writer.commit_group(group);
+
+        let outcomes: Vec<_> = replies
+            .into_iter()
+            .map(|mut receiver| receiver.try_recv().expect("reply sent"))
+            .collect();
+        let first = outcomes[0].as_ref().expect("first request commits");
+        assert_eq!(first.first_position, Some(1));
+        assert!(matches!(
+            &outcomes[1],
+            Err(StoreError::WrongExpectedRevision {
+                actual: Some(0),
+                ..
+            })
+        ));
+        let third = outcomes[2].as_ref().expect("third request commits");
+        assert_eq!(third.first_position, Some(2));
+        assert!(matches!(
+            &outcomes[3],
+            Err(StoreError::WrongExpectedRevision {
+                actual: Some(0),
+                ..
+            })
+        ));
+        let fifth = outcomes[4].as_ref().expect("fifth request commits");
+        assert_eq!(fifth.first_position, Some(3));
+        assert_eq!(fifth.revisions, vec![("a".to_owned(), Some(1))]);
+
+        assert_eq!(commits.load(Ordering::Relaxed), 1);
+        assert_eq!(*head_receiver.borrow(), 3);
+
+        let stored = reader::read_all(&writer.connection, &path, 0, 10).expect("read back");
+        let streams: Vec<&str> = stored.iter().map(|e| e.stream_id.as_str()).collect();
+        assert_eq!(streams, vec!["a", "b", "a"]);
+        let positions: Vec<u64> = stored.iter().map(|e| e.position).collect();
+        assert_eq!(positions, vec![1, 2, 3]);
+        let revision_of_c = current_revision(&writer.connection, &path, "c").expect("read c");
+        assert_eq!(revision_of_c, None);
+    }
+}
