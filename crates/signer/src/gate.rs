@@ -312,10 +312,8 @@ async fn read_appointment(
                 }
                 booked = Some(Booking { beneficiary_id, centre_id, date });
             }
-            Event::CodeVerified { centre_id, .. } => {
-                if booked.is_some() && dose.is_none() {
-                    last_verified = Some((record.position, centre_id));
-                }
+            Event::CodeVerified { centre_id, .. } if booked.is_some() && dose.is_none() => {
+                last_verified = Some((record.position, centre_id));
             }
             Event::DoseAdministered {
                 beneficiary_id,

@@ -28,6 +28,9 @@ use crate::trust::TrustList;
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
 /// Result of verifying a certificate.
+// The valid variant is large, but a verification is built once and moved at most a few times, so
+// boxing the record would only make matching on it clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Verification {

@@ -7,8 +7,8 @@ pub mod state;
 
 use std::sync::Arc;
 
-use poem::middleware::{SizeLimit, Tracing};
-use poem::{get, handler, web::Data, EndpointExt, IntoResponse, Response, Route};
+use poem::middleware::Tracing;
+use poem::{get, handler, web::Data, Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
 
 pub use state::AppState;
@@ -29,7 +29,7 @@ pub fn app(state: Arc<AppState>, server_url: &str) -> impl poem::Endpoint {
         .at("/healthz", get(healthz))
         .at("/metrics", get(metrics))
         .data(state)
-        .with(SizeLimit::new(MAX_BODY_BYTES))
+        .around(limit_body)
         .with(Tracing)
         .catch_all_error(|err| async move { problem::to_problem_response(err) })
 }
@@ -46,4 +46,29 @@ fn metrics(state: Data<&Arc<AppState>>) -> impl IntoResponse {
     Response::builder()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render(state.ledger.projections.checkpoint()))
+}
+
+/// Rejects a body over [`MAX_BODY_BYTES`] with 413, whether or not it declares its length.
+///
+/// poem's `SizeLimit` also rejects requests with no `Content-Length` (411), which would turn
+/// away every GET; this checks the header when present and otherwise reads at most the limit.
+async fn limit_body<E: Endpoint>(next: E, mut request: Request) -> poem::Result<Response> {
+    let too_large = || problem::Problem::new(
+        poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request body is larger than the limit of {} KiB", MAX_BODY_BYTES / 1024),
+        Some("body"),
+    );
+    let declared = request
+        .header(poem::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > MAX_BODY_BYTES as u64 => return Err(too_large().into()),
+        Some(_) => {}
+        None => {
+            let body = request.take_body().into_bytes_limit(MAX_BODY_BYTES).await.map_err(|_| too_large())?;
+            request.set_body(body);
+        }
+    }
+    next.call(request).await.map(IntoResponse::into_response)
 }

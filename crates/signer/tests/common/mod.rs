@@ -35,7 +35,7 @@ impl MemoryStore {
 
 /// Returns the current revision of a stream in `events`.
 fn stream_revision(events: &[RecordedEvent], stream_id: &str) -> Option<u64> {
-    events.iter().filter(|event| event.stream_id == stream_id).map(|event| event.revision).last()
+    events.iter().rev().find(|event| event.stream_id == stream_id).map(|event| event.revision)
 }
 
 #[async_trait]
