@@ -168,7 +168,8 @@ pub async fn issue_certificate(
             tracing::info!(
                 appointment_id = %appointment_id,
                 reason = reason.code(),
-                "certificate refused: {reason}",
+                detail = %reason,
+                "certificate refused",
             );
             return Err(SignerError::NotEligible { appointment_id, reason });
         }

@@ -19,7 +19,9 @@ use serde_json::Value;
 use signer::certificate::verify_sign1_signature;
 use signer::{verify_cose, InvalidReason, Malformed};
 
-use common::{encode_with_tag, invalid_reason, issue_time, reencode, sample_claims, vectors_dir, TestIssuer};
+use common::{
+    check_vectors_dir, encode_with_tag, invalid_reason, issue_time, reencode, sample_claims, vectors_dir, TestIssuer,
+};
 
 fn read_json(path: &Path) -> Value {
     let text = fs::read_to_string(path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
@@ -29,6 +31,14 @@ fn read_json(path: &Path) -> Value {
 fn hex_field(json: &Value, pointer: &str) -> Vec<u8> {
     let text = json.pointer(pointer).and_then(Value::as_str).unwrap_or_else(|| panic!("missing {pointer}"));
     hex::decode(text).unwrap_or_else(|err| panic!("{pointer} is not hex: {err}"))
+}
+
+#[test]
+fn missing_vectors_fail_in_ci_only() {
+    let missing = std::env::temp_dir().join("vaxledger-no-such-vectors-folder");
+
+    assert!(check_vectors_dir(missing.clone(), true).is_err());
+    assert_eq!(check_vectors_dir(missing, false), Ok(None));
 }
 
 #[test]

@@ -297,17 +297,30 @@ impl Ledger {
 /// CI must run these tests.
 pub fn vectors_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors");
-    if dir.is_dir() {
-        return Some(dir);
+    let in_ci = std::env::var("CI").is_ok_and(|value| value == "true");
+    match check_vectors_dir(dir, in_ci) {
+        Ok(found) => found,
+        Err(message) => panic!("{message}"),
     }
-    if std::env::var("CI").is_ok_and(|value| value == "true") {
-        panic!("test vectors folder {} is missing; CI must provide ../shared/vectors beside the clone", dir.display());
+}
+
+/// Decides what a vector test does when `dir` is missing: an error in CI, a printed skip notice
+/// and `None` elsewhere.
+pub fn check_vectors_dir(dir: PathBuf, in_ci: bool) -> Result<Option<PathBuf>, String> {
+    if dir.is_dir() {
+        return Ok(Some(dir));
+    }
+    if in_ci {
+        return Err(format!(
+            "test vectors folder {} is missing; CI must provide ../shared/vectors beside the clone",
+            dir.display()
+        ));
     }
     eprintln!(
         "SKIPPED: test vectors folder {} is missing; place the shared vectors beside the repository to run this test",
         dir.display()
     );
-    None
+    Ok(None)
 }
 
 /// Returns a record as the gate would build it for the fixture ledger.
