@@ -77,25 +77,38 @@ pub fn run_cert(command: CertCommand) -> anyhow::Result<CertOutcome> {
 }
 
 /// Runs a certificate subcommand, writing its report to `out` and judging validity at `now`.
-pub fn run_cert_to(command: CertCommand, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<CertOutcome> {
+pub fn run_cert_to(
+    command: CertCommand,
+    out: &mut dyn Write,
+    now: DateTime<Utc>,
+) -> anyhow::Result<CertOutcome> {
     match command {
         CertCommand::Verify(args) => verify(&args, out, now),
     }
 }
 
 /// Implements `cert verify`.
-fn verify(args: &VerifyArgs, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<CertOutcome> {
+fn verify(
+    args: &VerifyArgs,
+    out: &mut dyn Write,
+    now: DateTime<Utc>,
+) -> anyhow::Result<CertOutcome> {
     let qr_text = read_qr_input(&args.input)?;
 
     let trust_list_text = read_capped(&args.trust_list)?;
-    let trust_list = TrustList::from_json(&trust_list_text)
-        .with_context(|| format!("trust list {} is not a valid trust-list JSON file", args.trust_list.display()))?;
+    let trust_list = TrustList::from_json(&trust_list_text).with_context(|| {
+        format!(
+            "trust list {} is not a valid trust-list JSON file",
+            args.trust_list.display()
+        )
+    })?;
 
     // TODO: accept a revoked-certificates list; offline verification checks key revocation only.
     let verification = verify_qr(&qr_text, &trust_list, &Default::default(), now);
 
     if args.json {
-        serde_json::to_writer_pretty(&mut *out, &verification).context("writing the JSON result failed")?;
+        serde_json::to_writer_pretty(&mut *out, &verification)
+            .context("writing the JSON result failed")?;
         writeln!(out)?;
     } else {
         write_report(out, &verification, &trust_list)?;
@@ -143,16 +156,24 @@ fn read_qr_file(path: &Path) -> anyhow::Result<String> {
 
     if let Some(kind) = binary_kind(&bytes) {
         bail!(
-            "{} is a {kind} file; only QR text is supported for now. Scan the QR code and pass the text it holds (it starts with {QR_PREFIX})",
+            "{} is a {kind} file; only QR text is supported for now. Scan the QR code and pass \
+             the text it contains (it starts with {QR_PREFIX})",
             path.display()
         );
     }
 
-    let text = String::from_utf8(bytes)
-        .with_context(|| format!("{} is not UTF-8 text; pass a file that contains the QR text", path.display()))?;
+    let text = String::from_utf8(bytes).with_context(|| {
+        format!(
+            "{} is not UTF-8 text; pass a file that contains the QR text",
+            path.display()
+        )
+    })?;
     let text = text.trim();
     if text.is_empty() {
-        bail!("{} is empty; pass a file that contains the QR text", path.display());
+        bail!(
+            "{} is empty; pass a file that contains the QR text",
+            path.display()
+        );
     }
     Ok(text.to_owned())
 }
@@ -173,7 +194,9 @@ fn binary_kind(bytes: &[u8]) -> Option<&'static str> {
 /// Returns whether the argument names a file by its extension.
 fn looks_like_file_name(input: &str) -> bool {
     let lower = input.to_ascii_lowercase();
-    [".pdf", ".png", ".jpg", ".jpeg", ".txt"].iter().any(|extension| lower.ends_with(extension))
+    [".pdf", ".png", ".jpg", ".jpeg", ".txt"]
+        .iter()
+        .any(|extension| lower.ends_with(extension))
 }
 
 /// Reads a whole file of at most [`MAX_INPUT_FILE_LEN`] bytes as text.
@@ -186,16 +209,30 @@ fn read_capped(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Writes the human-readable report.
-fn write_report(out: &mut dyn Write, verification: &Verification, trust_list: &TrustList) -> io::Result<()> {
+fn write_report(
+    out: &mut dyn Write,
+    verification: &Verification,
+    trust_list: &TrustList,
+) -> io::Result<()> {
     match verification {
-        Verification::Valid { record, key_id, issuer, issued_at } => {
+        Verification::Valid {
+            record,
+            key_id,
+            issuer,
+            issued_at,
+        } => {
             writeln!(out, "VALID")?;
             write_record(out, record)?;
-            writeln!(out, "  issued at:        {} by {issuer}", issued_at.to_rfc3339())?;
+            writeln!(
+                out,
+                "  issued at:        {} by {issuer}",
+                issued_at.to_rfc3339()
+            )?;
             writeln!(out, "  key id:           {key_id}")?;
             writeln!(
                 out,
-                "  note:             certificate revocations are not checked offline; trust list generated at {}",
+                "  note:             certificate revocations are not checked offline; \
+                 trust list generated at {}",
                 trust_list.generated_at.to_rfc3339()
             )?;
         }
@@ -211,7 +248,11 @@ fn write_report(out: &mut dyn Write, verification: &Verification, trust_list: &T
 fn write_record(out: &mut dyn Write, record: &VaccinationRecord) -> io::Result<()> {
     let gender = serde_json::to_value(record.gender).ok();
     let photo_id_type = serde_json::to_value(record.photo_id_type).ok();
-    let as_text = |value: Option<serde_json::Value>| value.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let as_text = |value: Option<serde_json::Value>| {
+        value
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
 
     writeln!(out, "  certificate id:   {}", record.certificate_id)?;
     writeln!(
@@ -221,7 +262,12 @@ fn write_record(out: &mut dyn Write, record: &VaccinationRecord) -> io::Result<(
         record.year_of_birth,
         as_text(gender)
     )?;
-    writeln!(out, "  photo id:         {} {}", as_text(photo_id_type), record.photo_id_masked)?;
+    writeln!(
+        out,
+        "  photo id:         {} {}",
+        as_text(photo_id_type),
+        record.photo_id_masked
+    )?;
     writeln!(out, "  reference id:     {}", record.beneficiary_id)?;
     writeln!(
         out,
@@ -229,7 +275,11 @@ fn write_record(out: &mut dyn Write, record: &VaccinationRecord) -> io::Result<(
         record.vaccine, record.manufacturer, record.dose_number, record.total_doses
     )?;
     writeln!(out, "  date:             {}", record.vaccination_date)?;
-    writeln!(out, "  centre:           {}, {}, {}", record.centre_name, record.district, record.state)?;
+    writeln!(
+        out,
+        "  centre:           {}, {}, {}",
+        record.centre_name, record.district, record.state
+    )?;
     writeln!(out, "  vaccinator:       {}", record.vaccinator_id)?;
     writeln!(out, "  batch:            {}", record.batch)?;
     writeln!(

@@ -62,15 +62,24 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let keys = KeyRing::open_or_create_at(dir.path().join("keys"), now() - Duration::days(1)).unwrap();
+    let keys =
+        KeyRing::open_or_create_at(dir.path().join("keys"), now() - Duration::days(1)).unwrap();
     let cose = sign_certificate(&keys.active_key().unwrap(), &claims()).unwrap();
     let trust_list = dir.path().join("trust-list.json");
     fs::write(&trust_list, keys.trust_list(now()).to_json()).unwrap();
-    Fixture { qr_text: encode_qr(&cose), trust_list, dir }
+    Fixture {
+        qr_text: encode_qr(&cose),
+        trust_list,
+        dir,
+    }
 }
 
 fn verify_command(input: &str, trust_list: &Path) -> CertCommand {
-    CertCommand::Verify(VerifyArgs { input: input.to_owned(), trust_list: trust_list.to_path_buf(), json: false })
+    CertCommand::Verify(VerifyArgs {
+        input: input.to_owned(),
+        trust_list: trust_list.to_path_buf(),
+        json: false,
+    })
 }
 
 fn run(command: CertCommand) -> (anyhow::Result<CertOutcome>, String) {
@@ -87,10 +96,19 @@ fn verify_qr_text_is_valid() {
 
     assert_eq!(result.unwrap(), CertOutcome::Valid);
     assert!(output.starts_with("VALID\n"), "{output}");
-    assert!(output.contains("Ravi Shankar (born 1960, male)"), "{output}");
-    assert!(output.contains("COVAXIN (Bharat Biotech), dose 2 of 2"), "{output}");
+    assert!(
+        output.contains("Ravi Shankar (born 1960, male)"),
+        "{output}"
+    );
+    assert!(
+        output.contains("COVAXIN (Bharat Biotech), dose 2 of 2"),
+        "{output}"
+    );
     assert!(output.contains("date:             2021-05-10"), "{output}");
-    assert!(output.contains("CodeVerified 41, DoseAdministered 42"), "{output}");
+    assert!(
+        output.contains("CodeVerified 41, DoseAdministered 42"),
+        "{output}"
+    );
 }
 
 #[test]
@@ -98,7 +116,11 @@ fn verify_tampered_text_is_invalid() {
     let fixture = fixture();
     let mut tampered = fixture.qr_text.clone();
     let middle = tampered.len() / 2;
-    let replacement = if &tampered[middle..=middle] == "A" { "B" } else { "A" };
+    let replacement = if &tampered[middle..=middle] == "A" {
+        "B"
+    } else {
+        "A"
+    };
     tampered.replace_range(middle..=middle, replacement);
 
     let (result, output) = run(verify_command(&tampered, &fixture.trust_list));
@@ -150,14 +172,20 @@ fn verify_rejects_png_file_clearly() {
     let (result, _) = run(verify_command(file.to_str().unwrap(), &fixture.trust_list));
 
     let message = result.unwrap_err().to_string();
-    assert!(message.contains("PNG file; only QR text is supported"), "{message}");
+    assert!(
+        message.contains("PNG file; only QR text is supported"),
+        "{message}"
+    );
 }
 
 #[test]
 fn verify_missing_named_file_errors() {
     let fixture = fixture();
 
-    let (result, _) = run(verify_command("/nonexistent/certificate.pdf", &fixture.trust_list));
+    let (result, _) = run(verify_command(
+        "/nonexistent/certificate.pdf",
+        &fixture.trust_list,
+    ));
 
     assert!(result.unwrap_err().to_string().contains("not found"));
 }
@@ -180,13 +208,20 @@ fn verify_bad_trust_list_errors_with_path() {
     let (result, _) = run(verify_command(&fixture.qr_text, &fixture.trust_list));
 
     let message = format!("{:#}", result.unwrap_err());
-    assert!(message.contains(&fixture.trust_list.display().to_string()), "{message}");
+    assert!(
+        message.contains(&fixture.trust_list.display().to_string()),
+        "{message}"
+    );
 }
 
 #[test]
 fn verify_json_output_has_status() {
     let fixture = fixture();
-    let command = CertCommand::Verify(VerifyArgs { input: fixture.qr_text.clone(), trust_list: fixture.trust_list.clone(), json: true });
+    let command = CertCommand::Verify(VerifyArgs {
+        input: fixture.qr_text.clone(),
+        trust_list: fixture.trust_list.clone(),
+        json: true,
+    });
 
     let (result, output) = run(command);
     let json: serde_json::Value = serde_json::from_str(&output).unwrap();
@@ -198,7 +233,8 @@ fn verify_json_output_has_status() {
 
 #[test]
 fn cli_parses_verify_subcommand() {
-    let cli = Cli::try_parse_from(["cert", "verify", "VXL1:ABC", "--trust-list", "trust.json"]).unwrap();
+    let cli =
+        Cli::try_parse_from(["cert", "verify", "VXL1:ABC", "--trust-list", "trust.json"]).unwrap();
 
     let CertCommand::Verify(args) = cli.cert;
     assert_eq!(args.input, "VXL1:ABC");
@@ -213,6 +249,12 @@ fn cli_requires_trust_list() {
 
 #[test]
 fn outcome_exit_codes_differ() {
-    assert_eq!(format!("{:?}", CertOutcome::Valid.exit_code()), format!("{:?}", std::process::ExitCode::SUCCESS));
-    assert_ne!(format!("{:?}", CertOutcome::Invalid.exit_code()), format!("{:?}", std::process::ExitCode::SUCCESS));
+    assert_eq!(
+        format!("{:?}", CertOutcome::Valid.exit_code()),
+        format!("{:?}", std::process::ExitCode::SUCCESS)
+    );
+    assert_ne!(
+        format!("{:?}", CertOutcome::Invalid.exit_code()),
+        format!("{:?}", std::process::ExitCode::SUCCESS)
+    );
 }

@@ -1,8 +1,8 @@
 //! Certificate format: a tagged COSE_Sign1 (RFC 9052) signed with EdDSA (Ed25519), whose payload
 //! is a CWT claims set (RFC 8392).
 //!
-//! Protected header: `alg` (1) = EdDSA (-8) and `kid` (4) = the 8-byte [`KeyId`]. The unprotected
-//! header is empty. Claims:
+//! Protected header: `alg` (1) = EdDSA (-8) and `kid` (4) = the 8-byte
+//! [`KeyId`](crate::keys::KeyId). The unprotected header is empty. Claims:
 //!
 //! | key | claim | value |
 //! |---|---|---|
@@ -17,7 +17,9 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use coset::cwt::{ClaimsSet, ClaimsSetBuilder, Timestamp};
-use coset::{iana, CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
+use coset::{
+    iana, CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable,
+};
 use domain::ids::CertificateId;
 use ed25519_dalek::{Signature, VerifyingKey};
 use uuid::Uuid;
@@ -28,8 +30,8 @@ use crate::record::VaccinationRecord;
 /// Issuer name (`iss` claim) of certificates signed by this ledger.
 pub const DEFAULT_ISSUER: &str = "vaxledger";
 
-/// CWT claim key of the private claim that holds the [`VaccinationRecord`]: the first key of the
-/// private-use range (below -65536).
+/// CWT claim key of the private claim that contains the [`VaccinationRecord`]. It is the first key
+/// of the private-use range (below -65536).
 pub const RECORD_CLAIM_KEY: i64 = -65537;
 
 /// The claims of one certificate, decoded.
@@ -59,8 +61,11 @@ pub enum CertificateError {
 pub struct ClaimsError(pub String);
 
 /// Builds and signs a tagged COSE_Sign1 certificate with the issuer key. Sub-second precision of
-/// `claims.issued_at` is dropped, because `iat` holds whole seconds.
-pub fn sign_certificate(key: &IssuerKey, claims: &CertificateClaims) -> Result<Vec<u8>, CertificateError> {
+/// `claims.issued_at` is dropped, because `iat` is in whole seconds.
+pub fn sign_certificate(
+    key: &IssuerKey,
+    claims: &CertificateClaims,
+) -> Result<Vec<u8>, CertificateError> {
     let payload = encode_claims(claims)?;
 
     let protected = HeaderBuilder::new()
@@ -111,7 +116,9 @@ pub fn decode_claims(payload: &[u8]) -> Result<CertificateClaims, ClaimsError> {
             .single()
             .ok_or_else(|| ClaimsError(format!("iat claim {seconds} is out of range")))?,
         Some(Timestamp::FractionalSeconds(_)) => {
-            return Err(ClaimsError("iat claim (6) must be whole seconds".to_owned()))
+            return Err(ClaimsError(
+                "iat claim (6) must be whole seconds".to_owned(),
+            ))
         }
         None => return Err(ClaimsError("missing iat claim (6)".to_owned())),
     };
@@ -129,10 +136,16 @@ pub fn decode_claims(payload: &[u8]) -> Result<CertificateClaims, ClaimsError> {
         .into_iter()
         .find(|(name, _)| *name == record_label)
         .map(|(_, value)| value)
-        .ok_or_else(|| ClaimsError(format!("missing vaccination record claim ({RECORD_CLAIM_KEY})")))?;
-    let record: VaccinationRecord = record_value
-        .deserialized()
-        .map_err(|err| ClaimsError(format!("vaccination record claim ({RECORD_CLAIM_KEY}) is invalid: {err}")))?;
+        .ok_or_else(|| {
+            ClaimsError(format!(
+                "missing vaccination record claim ({RECORD_CLAIM_KEY})"
+            ))
+        })?;
+    let record: VaccinationRecord = record_value.deserialized().map_err(|err| {
+        ClaimsError(format!(
+            "vaccination record claim ({RECORD_CLAIM_KEY}) is invalid: {err}"
+        ))
+    })?;
 
     if record.certificate_id != certificate_id {
         return Err(ClaimsError(format!(
@@ -141,13 +154,21 @@ pub fn decode_claims(payload: &[u8]) -> Result<CertificateClaims, ClaimsError> {
         )));
     }
 
-    Ok(CertificateClaims { issuer, issued_at, certificate_id, record })
+    Ok(CertificateClaims {
+        issuer,
+        issued_at,
+        certificate_id,
+        record,
+    })
 }
 
 /// Checks the Ed25519 signature of a COSE_Sign1 (empty external AAD) against a public key.
 ///
 /// Uses strict verification, which also rejects non-canonical signatures and weak keys.
-pub fn verify_sign1_signature(sign1: &CoseSign1, key: &VerifyingKey) -> Result<(), ed25519_dalek::SignatureError> {
+pub fn verify_sign1_signature(
+    sign1: &CoseSign1,
+    key: &VerifyingKey,
+) -> Result<(), ed25519_dalek::SignatureError> {
     sign1.verify_signature(b"", |signature, tbs| {
         let signature = Signature::from_slice(signature)?;
         key.verify_strict(tbs, &signature)

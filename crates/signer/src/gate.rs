@@ -2,10 +2,10 @@
 //! appointment, a verified security code and a dose recorded after it.
 //!
 //! The gate never takes the caller's word for any of this. It reads the appointment, beneficiary
-//! and centre streams, decodes every event, and refuses with a typed reason when the evidence is
-//! missing. It appends nothing: the caller appends the returned `CertificateIssued` event with
-//! `ExpectedRevision::Exact(appointment_revision)`, so a concurrent change to the appointment
-//! stream makes that append fail, and the caller retries the whole call.
+//! and centre streams, decodes every event, and rejects the request with a typed reason when the
+//! evidence is missing. It appends nothing. The caller appends the returned `CertificateIssued`
+//! event with `ExpectedRevision::Exact(appointment_revision)`, so a concurrent change to the
+//! appointment stream makes that append fail, and the caller retries the whole call.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -26,7 +26,7 @@ use crate::record::VaccinationRecord;
 #[derive(Debug, Clone, PartialEq)]
 pub struct IssuedCertificate {
     /// Tagged COSE_Sign1 bytes; store them in the [`crate::vault::CertificateVault`], because the
-    /// event holds only their hash.
+    /// event contains only their hash.
     pub cose: Vec<u8>,
     /// QR text of the same bytes.
     pub qr_text: String,
@@ -44,7 +44,7 @@ pub struct IssuedCertificate {
     pub issued_at: DateTime<Utc>,
 }
 
-/// Why the event log does not allow a certificate for the appointment.
+/// Reason the event log does not allow a certificate for the appointment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotEligibleReason {
     /// The appointment stream has no `AppointmentBooked`.
@@ -58,9 +58,10 @@ pub enum NotEligibleReason {
         /// Id of that certificate.
         certificate_id: CertificateId,
     },
-    /// The verification or dose names another beneficiary or centre than the booking.
+    /// The verification or dose names another beneficiary, centre, vaccine or dose number than
+    /// the booking.
     EvidenceMismatch {
-        /// Which fields differ.
+        /// Fields that differ, with both values.
         detail: String,
     },
 }
@@ -81,15 +82,22 @@ impl NotEligibleReason {
 impl fmt::Display for NotEligibleReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NotEligibleReason::NotBooked => f.write_str("no booking is recorded for the appointment"),
+            NotEligibleReason::NotBooked => {
+                f.write_str("no booking is recorded for the appointment")
+            }
             NotEligibleReason::CodeNotVerified => {
                 f.write_str("no verified security code is recorded before the dose")
             }
             NotEligibleReason::NoDose => f.write_str("no dose is recorded for the appointment"),
             NotEligibleReason::AlreadyIssued { certificate_id } => {
-                write!(f, "certificate {certificate_id} was already issued and is not revoked")
+                write!(
+                    f,
+                    "certificate {certificate_id} was already issued and is not revoked"
+                )
             }
-            NotEligibleReason::EvidenceMismatch { detail } => write!(f, "the recorded evidence disagrees: {detail}"),
+            NotEligibleReason::EvidenceMismatch { detail } => {
+                write!(f, "the recorded evidence disagrees: {detail}")
+            }
         }
     }
 }
@@ -102,7 +110,7 @@ pub enum SignerError {
     NotEligible {
         /// Appointment requested.
         appointment_id: AppointmentId,
-        /// What is missing from the log.
+        /// Evidence missing from the log.
         reason: NotEligibleReason,
     },
     /// Reading a stream failed.
@@ -130,7 +138,7 @@ pub enum SignerError {
     InconsistentLog {
         /// Stream involved.
         stream_id: String,
-        /// What is wrong.
+        /// Description of the broken invariant.
         detail: String,
     },
     /// The dose names a vaccine that the catalogue does not list.
@@ -149,11 +157,13 @@ pub enum SignerError {
 
 /// Issues a certificate for an appointment after checking the event log.
 ///
-/// Requirements read from the log: the appointment stream holds an `AppointmentBooked`, a
-/// `CodeVerified`, then a `DoseAdministered` at a later position, all naming the booked
-/// beneficiary and centre, and no `CertificateIssued` that a `CertificateRevoked` has not
-/// withdrawn. The record takes the beneficiary's registration with corrections applied, the
-/// centre's registration, and the catalogue's manufacturer and dose count.
+/// The appointment stream must contain an `AppointmentBooked`, a `CodeVerified`, then a
+/// `DoseAdministered` at a later position, all naming the booked beneficiary and centre, and the
+/// dose must match the booked vaccine and dose number. It must
+/// not contain a `CertificateIssued` that no `CertificateRevoked` has withdrawn.
+///
+/// The record takes the beneficiary's registration with corrections applied, the centre's
+/// registration, and the catalogue's manufacturer and dose count.
 pub async fn issue_certificate(
     store: &dyn EventStore,
     keys: &KeyRing,
@@ -169,18 +179,24 @@ pub async fn issue_certificate(
                 appointment_id = %appointment_id,
                 reason = reason.code(),
                 detail = %reason,
-                "certificate refused",
+                "certificate rejected: appointment not eligible",
             );
-            return Err(SignerError::NotEligible { appointment_id, reason });
+            return Err(SignerError::NotEligible {
+                appointment_id,
+                reason,
+            });
         }
     };
 
     let beneficiary = read_beneficiary(store, appointment.booked.beneficiary_id).await?;
     let centre = read_centre(store, appointment.booked.centre_id).await?;
 
-    let vaccine = catalogue
-        .find(&appointment.dose.vaccine)
-        .map_err(|_| SignerError::UnknownVaccine { vaccine: appointment.dose.vaccine.clone() })?;
+    let vaccine =
+        catalogue
+            .find(&appointment.dose.vaccine)
+            .map_err(|_| SignerError::UnknownVaccine {
+                vaccine: appointment.dose.vaccine.clone(),
+            })?;
 
     let record = VaccinationRecord {
         beneficiary_name: beneficiary.name,
@@ -254,6 +270,10 @@ struct Booking {
     centre_id: CentreId,
     /// Session date, printed as the vaccination date.
     date: NaiveDate,
+    /// Vaccine of the session.
+    vaccine: String,
+    /// Dose number booked.
+    dose_number: u8,
 }
 
 /// Fields of the `DoseAdministered` event that the certificate needs.
@@ -268,7 +288,7 @@ struct Dose {
     vaccinator_id: String,
 }
 
-/// What the appointment stream proves.
+/// Evidence read from the appointment stream.
 struct AppointmentEvidence {
     /// The booking.
     booked: Booking,
@@ -282,8 +302,8 @@ struct AppointmentEvidence {
     revision: u64,
 }
 
-/// Reads the appointment stream and checks the evidence. The outer error is a failure to read;
-/// the inner one is a refusal.
+/// Reads the appointment stream and checks the evidence. The outer error is a read or decode
+/// failure, and the inner one is the reason the appointment is not eligible.
 async fn read_appointment(
     store: &dyn EventStore,
     appointment_id: AppointmentId,
@@ -302,16 +322,37 @@ async fn read_appointment(
         if event.stream_id() != stream_id {
             return Err(inconsistent(
                 &stream_id,
-                format!("{} at position {} belongs to stream {}", event.event_type(), record.position, event.stream_id()),
+                format!(
+                    "{} at position {} belongs to stream {}",
+                    event.event_type(),
+                    record.position,
+                    event.stream_id()
+                ),
             ));
         }
 
         match event {
-            Event::AppointmentBooked { beneficiary_id, centre_id, date, .. } => {
+            Event::AppointmentBooked {
+                beneficiary_id,
+                centre_id,
+                date,
+                vaccine,
+                dose_number,
+                ..
+            } => {
                 if booked.is_some() {
-                    return Err(inconsistent(&stream_id, format!("second AppointmentBooked at position {}", record.position)));
+                    return Err(inconsistent(
+                        &stream_id,
+                        format!("second AppointmentBooked at position {}", record.position),
+                    ));
                 }
-                booked = Some(Booking { beneficiary_id, centre_id, date });
+                booked = Some(Booking {
+                    beneficiary_id,
+                    centre_id,
+                    date,
+                    vaccine,
+                    dose_number,
+                });
             }
             Event::CodeVerified { centre_id, .. } if booked.is_some() && dose.is_none() => {
                 last_verified = Some((record.position, centre_id));
@@ -326,10 +367,18 @@ async fn read_appointment(
                 ..
             } => {
                 if dose.is_some() {
-                    return Err(inconsistent(&stream_id, format!("second DoseAdministered at position {}", record.position)));
+                    return Err(inconsistent(
+                        &stream_id,
+                        format!("second DoseAdministered at position {}", record.position),
+                    ));
                 }
                 verified_before_dose = last_verified;
-                let fields = Dose { vaccine, batch, dose_number, vaccinator_id };
+                let fields = Dose {
+                    vaccine,
+                    batch,
+                    dose_number,
+                    vaccinator_id,
+                };
                 dose = Some((fields, record.position, beneficiary_id, centre_id));
             }
             Event::CertificateIssued { certificate_id, .. } => issued.push(certificate_id),
@@ -356,24 +405,60 @@ async fn read_appointment(
 
     let mut mismatches = Vec::new();
     if verified_centre != booked.centre_id {
-        mismatches.push(format!("code verified at centre {verified_centre}, booked at {}", booked.centre_id));
+        mismatches.push(format!(
+            "code verified at centre {verified_centre}, booked at {}",
+            booked.centre_id
+        ));
     }
     if dose_centre != booked.centre_id {
-        mismatches.push(format!("dose given at centre {dose_centre}, booked at {}", booked.centre_id));
+        mismatches.push(format!(
+            "dose given at centre {dose_centre}, booked at {}",
+            booked.centre_id
+        ));
     }
     if dose_beneficiary != booked.beneficiary_id {
-        mismatches.push(format!("dose names beneficiary {dose_beneficiary}, booked for {}", booked.beneficiary_id));
+        mismatches.push(format!(
+            "dose names beneficiary {dose_beneficiary}, booked for {}",
+            booked.beneficiary_id
+        ));
+    }
+    if !dose
+        .vaccine
+        .trim()
+        .eq_ignore_ascii_case(booked.vaccine.trim())
+    {
+        mismatches.push(format!(
+            "dose of {}, booked for {}",
+            dose.vaccine, booked.vaccine
+        ));
+    }
+    if dose.dose_number != booked.dose_number {
+        mismatches.push(format!(
+            "dose number {}, booked dose number {}",
+            dose.dose_number, booked.dose_number
+        ));
     }
     if !mismatches.is_empty() {
-        return Ok(Err(NotEligibleReason::EvidenceMismatch { detail: mismatches.join("; ") }));
+        return Ok(Err(NotEligibleReason::EvidenceMismatch {
+            detail: mismatches.join("; "),
+        }));
     }
 
     if let Some(certificate_id) = issued.into_iter().find(|id| !revoked.contains(id)) {
         return Ok(Err(NotEligibleReason::AlreadyIssued { certificate_id }));
     }
 
-    let revision = recorded.last().map(|record| record.revision).unwrap_or_default();
-    Ok(Ok(AppointmentEvidence { booked, dose, code_verified_position, dose_position, revision }))
+    let revision = recorded
+        .last()
+        .map(|record| record.revision)
+        .unwrap_or_default();
+    Ok(Ok(AppointmentEvidence {
+        booked,
+        dose,
+        code_verified_position,
+        dose_position,
+        revision,
+    }))
 }
 
 /// Beneficiary fields printed on the certificate, with corrections applied.
@@ -391,7 +476,10 @@ struct BeneficiaryDetails {
 }
 
 /// Reads the beneficiary stream: the registration, then every correction in order.
-async fn read_beneficiary(store: &dyn EventStore, beneficiary_id: BeneficiaryId) -> Result<BeneficiaryDetails, SignerError> {
+async fn read_beneficiary(
+    store: &dyn EventStore,
+    beneficiary_id: BeneficiaryId,
+) -> Result<BeneficiaryDetails, SignerError> {
     let stream_id = beneficiary_id.stream_id();
     let recorded = read_stream(store, &stream_id).await?;
 
@@ -407,9 +495,20 @@ async fn read_beneficiary(store: &dyn EventStore, beneficiary_id: BeneficiaryId)
                 photo_id_masked,
                 ..
             } if id == beneficiary_id => {
-                details = Some(BeneficiaryDetails { name, year_of_birth, gender, photo_id_type, photo_id_masked });
+                details = Some(BeneficiaryDetails {
+                    name,
+                    year_of_birth,
+                    gender,
+                    photo_id_type,
+                    photo_id_masked,
+                });
             }
-            Event::BeneficiaryCorrected { beneficiary_id: id, name, year_of_birth, gender } if id == beneficiary_id => {
+            Event::BeneficiaryCorrected {
+                beneficiary_id: id,
+                name,
+                year_of_birth,
+                gender,
+            } if id == beneficiary_id => {
                 if let Some(current) = details.as_mut() {
                     current.name = name;
                     current.year_of_birth = year_of_birth;
@@ -420,7 +519,12 @@ async fn read_beneficiary(store: &dyn EventStore, beneficiary_id: BeneficiaryId)
         }
     }
 
-    details.ok_or_else(|| inconsistent(&stream_id, "the booked beneficiary has no BeneficiaryRegistered event".to_owned()))
+    details.ok_or_else(|| {
+        inconsistent(
+            &stream_id,
+            "the booked beneficiary has no BeneficiaryRegistered event".to_owned(),
+        )
+    })
 }
 
 /// Centre fields printed on the certificate.
@@ -434,30 +538,56 @@ struct CentreDetails {
 }
 
 /// Reads the centre stream's registration.
-async fn read_centre(store: &dyn EventStore, centre_id: CentreId) -> Result<CentreDetails, SignerError> {
+async fn read_centre(
+    store: &dyn EventStore,
+    centre_id: CentreId,
+) -> Result<CentreDetails, SignerError> {
     let stream_id = centre_id.stream_id();
     let recorded = read_stream(store, &stream_id).await?;
 
     for (_, event) in decode_all(&stream_id, &recorded)? {
-        if let Event::CentreRegistered { centre_id: id, name, district, state, .. } = event {
+        if let Event::CentreRegistered {
+            centre_id: id,
+            name,
+            district,
+            state,
+            ..
+        } = event
+        {
             if id == centre_id {
-                return Ok(CentreDetails { name, district, state });
+                return Ok(CentreDetails {
+                    name,
+                    district,
+                    state,
+                });
             }
         }
     }
-    Err(inconsistent(&stream_id, "the booked centre has no CentreRegistered event".to_owned()))
+    Err(inconsistent(
+        &stream_id,
+        "the booked centre has no CentreRegistered event".to_owned(),
+    ))
 }
 
 /// Reads a whole stream.
-async fn read_stream(store: &dyn EventStore, stream_id: &str) -> Result<Vec<RecordedEvent>, SignerError> {
+async fn read_stream(
+    store: &dyn EventStore,
+    stream_id: &str,
+) -> Result<Vec<RecordedEvent>, SignerError> {
     store
         .read_stream(stream_id, 0)
         .await
-        .map_err(|source| SignerError::Store { stream_id: stream_id.to_owned(), source })
+        .map_err(|source| SignerError::Store {
+            stream_id: stream_id.to_owned(),
+            source,
+        })
 }
 
 /// Decodes every recorded event, failing on the first that does not decode.
-fn decode_all<'a>(stream_id: &str, recorded: &'a [RecordedEvent]) -> Result<Vec<(&'a RecordedEvent, Event)>, SignerError> {
+fn decode_all<'a>(
+    stream_id: &str,
+    recorded: &'a [RecordedEvent],
+) -> Result<Vec<(&'a RecordedEvent, Event)>, SignerError> {
     recorded
         .iter()
         .map(|record| {
@@ -472,7 +602,10 @@ fn decode_all<'a>(stream_id: &str, recorded: &'a [RecordedEvent]) -> Result<Vec<
         .collect()
 }
 
-/// Builds an [`SignerError::InconsistentLog`].
+/// Builds a [`SignerError::InconsistentLog`].
 fn inconsistent(stream_id: &str, detail: String) -> SignerError {
-    SignerError::InconsistentLog { stream_id: stream_id.to_owned(), detail }
+    SignerError::InconsistentLog {
+        stream_id: stream_id.to_owned(),
+        detail,
+    }
 }

@@ -3,8 +3,8 @@
 //!
 //! Layout of the folder (the server passes `<data-dir>/keys`):
 //! - `issuer-<key-id>.pem`: one PKCS#8 PEM private key per issuer key, created with mode 0600.
-//! - `issuer-keys.json`: public metadata of every key (id, public key, validity, status). It holds
-//!   no secret and is replaced atomically (written to a temporary file, then renamed).
+//! - `issuer-keys.json`: public metadata of every key (id, public key, validity, status). It
+//!   contains no secret. Updates write a temporary file and rename it over the old one.
 //!
 //! The `issuer-` prefix keeps these files apart from other keys that the server may keep in the
 //! same folder.
@@ -110,7 +110,7 @@ impl<'de> Deserialize<'de> for KeyId {
 /// An Ed25519 public key, written as standard base64 of its 32 raw bytes in JSON.
 ///
 /// Deserializing checks that the bytes are a valid curve point, so a loaded trust list never
-/// holds an unusable key.
+/// contains an unusable key.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PublicKey(pub VerifyingKey);
 
@@ -141,9 +141,9 @@ impl Serialize for PublicKey {
 impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let bytes = BASE64
-            .decode(text.trim())
-            .map_err(|err| serde::de::Error::custom(format!("public key is not valid base64: {err}")))?;
+        let bytes = BASE64.decode(text.trim()).map_err(|err| {
+            serde::de::Error::custom(format!("public key is not valid base64: {err}"))
+        })?;
         let raw = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
             serde::de::Error::custom(format!("public key must be 32 bytes, got {}", bytes.len()))
         })?;
@@ -216,7 +216,7 @@ pub enum KeyError {
     /// A file or folder could not be read or written.
     #[error("{action} {path} failed: {source}")]
     Io {
-        /// What was attempted, such as `reading`.
+        /// Operation that failed, such as `reading`.
         action: &'static str,
         /// File or folder involved.
         path: PathBuf,
@@ -225,11 +225,14 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// A private key file is not a PKCS#8 Ed25519 key, or does not match its metadata.
-    #[error("key file {path} is invalid: {detail}; restore it from a backup or remove its entry from {METADATA_FILE}")]
+    #[error(
+        "key file {path} is invalid: {detail}; restore it from a backup or remove its entry from \
+         {METADATA_FILE}"
+    )]
     CorruptKeyFile {
         /// Key file involved.
         path: PathBuf,
-        /// What is wrong with it.
+        /// Defect found in the file.
         detail: String,
     },
     /// The metadata file is not valid JSON of the expected layout, or breaks an invariant.
@@ -237,7 +240,7 @@ pub enum KeyError {
     CorruptMetadata {
         /// Metadata file involved.
         path: PathBuf,
-        /// What is wrong with it.
+        /// Defect found in the file.
         detail: String,
     },
     /// No key with this id exists in the folder.
@@ -301,8 +304,15 @@ pub struct KeyRing {
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let infos: Vec<KeyInfo> = self.read_keys().iter().map(|key| key.info.clone()).collect();
-        f.debug_struct("KeyRing").field("dir", &self.dir).field("keys", &infos).finish()
+        let infos: Vec<KeyInfo> = self
+            .read_keys()
+            .iter()
+            .map(|key| key.info.clone())
+            .collect();
+        f.debug_struct("KeyRing")
+            .field("dir", &self.dir)
+            .field("keys", &infos)
+            .finish()
     }
 }
 
@@ -323,7 +333,11 @@ impl KeyRing {
             .recursive(true)
             .mode(0o700)
             .create(&dir)
-            .map_err(|source| KeyError::Io { action: "creating key folder", path: dir.clone(), source })?;
+            .map_err(|source| KeyError::Io {
+                action: "creating key folder",
+                path: dir.clone(),
+                source,
+            })?;
 
         let metadata_path = dir.join(METADATA_FILE);
         let mut keys = match read_metadata(&metadata_path)? {
@@ -331,7 +345,10 @@ impl KeyRing {
             None => Vec::new(),
         };
 
-        let active_count = keys.iter().filter(|key| key.info.status == KeyStatus::Active).count();
+        let active_count = keys
+            .iter()
+            .filter(|key| key.info.status == KeyStatus::Active)
+            .count();
         if active_count > 1 {
             return Err(KeyError::CorruptMetadata {
                 path: metadata_path,
@@ -339,12 +356,17 @@ impl KeyRing {
             });
         }
         if active_count == 0 {
+            // NOTE: two processes opening an empty folder at the same moment each create a key, and
+            // the later metadata write wins; the server and the `keys` commands run one at a time.
             let key = generate_key(&dir, now)?;
             keys.push(key);
             write_metadata(&dir, &keys)?;
         }
 
-        Ok(Self { dir, keys: RwLock::new(keys) })
+        Ok(Self {
+            dir,
+            keys: RwLock::new(keys),
+        })
     }
 
     /// Returns the folder that contains the keys.
@@ -366,7 +388,10 @@ impl KeyRing {
 
     /// Returns the metadata of every key, oldest first.
     pub fn keys(&self) -> Vec<KeyInfo> {
-        self.read_keys().iter().map(|key| key.info.clone()).collect()
+        self.read_keys()
+            .iter()
+            .map(|key| key.info.clone())
+            .collect()
     }
 
     /// Generates a new active key and retires the current one.
@@ -380,7 +405,10 @@ impl KeyRing {
         let mut updated = keys.clone();
         let now = now.trunc_subsecs(0);
         let mut retired = None;
-        for key in updated.iter_mut().filter(|key| key.info.status == KeyStatus::Active) {
+        for key in updated
+            .iter_mut()
+            .filter(|key| key.info.status == KeyStatus::Active)
+        {
             key.info.status = KeyStatus::Retired;
             key.info.valid_until = Some(now);
             retired = Some(key.info.key_id);
@@ -449,19 +477,27 @@ impl KeyRing {
     pub fn trust_list(&self, now: DateTime<Utc>) -> TrustList {
         TrustList {
             generated_at: now.trunc_subsecs(0),
-            keys: self.read_keys().iter().map(|key| key.info.trusted_key()).collect(),
+            keys: self
+                .read_keys()
+                .iter()
+                .map(|key| key.info.trusted_key())
+                .collect(),
         }
     }
 
     /// Locks the key list for reading. A panic while the lock was held cannot leave a half
     /// updated list (updates replace the whole list), so a poisoned lock is still usable.
     fn read_keys(&self) -> RwLockReadGuard<'_, Vec<IssuerKey>> {
-        self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Locks the key list for writing; see [`KeyRing::read_keys`] about poisoning.
     fn write_keys(&self) -> RwLockWriteGuard<'_, Vec<IssuerKey>> {
-        self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -475,7 +511,10 @@ pub fn read_trust_list(dir: impl AsRef<Path>, now: DateTime<Utc>) -> Result<Trus
         return Err(KeyError::Io {
             action: "reading",
             path: metadata_path,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no issuer key metadata file"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no issuer key metadata file",
+            ),
         });
     };
     Ok(TrustList {
@@ -489,17 +528,27 @@ fn read_metadata(path: &Path) -> Result<Option<MetadataFile>, KeyError> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(KeyError::Io { action: "reading", path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(KeyError::Io {
+                action: "reading",
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
 
-    let metadata: MetadataFile = serde_json::from_str(&text).map_err(|err| KeyError::CorruptMetadata {
-        path: path.to_path_buf(),
-        detail: err.to_string(),
-    })?;
+    let metadata: MetadataFile =
+        serde_json::from_str(&text).map_err(|err| KeyError::CorruptMetadata {
+            path: path.to_path_buf(),
+            detail: err.to_string(),
+        })?;
     if metadata.format != METADATA_FORMAT {
         return Err(KeyError::CorruptMetadata {
             path: path.to_path_buf(),
-            detail: format!("unsupported format {}, this build reads format {METADATA_FORMAT}", metadata.format),
+            detail: format!(
+                "unsupported format {}, this build reads format {METADATA_FORMAT}",
+                metadata.format
+            ),
         });
     }
     for info in &metadata.keys {
@@ -514,7 +563,11 @@ fn read_metadata(path: &Path) -> Result<Option<MetadataFile>, KeyError> {
 }
 
 /// Loads the private key of every metadata entry and checks it against the entry.
-fn load_keys(dir: &Path, metadata_path: &Path, metadata: MetadataFile) -> Result<Vec<IssuerKey>, KeyError> {
+fn load_keys(
+    dir: &Path,
+    metadata_path: &Path,
+    metadata: MetadataFile,
+) -> Result<Vec<IssuerKey>, KeyError> {
     let mut keys = Vec::with_capacity(metadata.keys.len());
     for info in metadata.keys {
         if info.file.contains('/') || info.file.contains("..") || info.file.is_empty() {
@@ -530,7 +583,10 @@ fn load_keys(dir: &Path, metadata_path: &Path, metadata: MetadataFile) -> Result
         if actual != info.key_id {
             return Err(KeyError::CorruptKeyFile {
                 path,
-                detail: format!("it holds key {actual}, but the metadata lists key {}", info.key_id),
+                detail: format!(
+                    "it contains key {actual}, but the metadata lists key {}",
+                    info.key_id
+                ),
             });
         }
         keys.push(IssuerKey { info, signing_key });
@@ -540,15 +596,25 @@ fn load_keys(dir: &Path, metadata_path: &Path, metadata: MetadataFile) -> Result
 
 /// Reads one PKCS#8 PEM private key file, warning when other users may read it.
 fn read_key_file(path: &Path) -> Result<SigningKey, KeyError> {
-    let file_metadata = fs::metadata(path)
-        .map_err(|source| KeyError::Io { action: "reading", path: path.to_path_buf(), source })?;
+    let file_metadata = fs::metadata(path).map_err(|source| KeyError::Io {
+        action: "reading",
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mode = file_metadata.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "issuer key file is readable by other users; set its mode to 0600");
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "issuer key file is readable by other users; set its mode to 0600",
+        );
     }
 
-    let pem = fs::read_to_string(path)
-        .map_err(|source| KeyError::Io { action: "reading", path: path.to_path_buf(), source })?;
+    let pem = fs::read_to_string(path).map_err(|source| KeyError::Io {
+        action: "reading",
+        path: path.to_path_buf(),
+        source,
+    })?;
     SigningKey::from_pkcs8_pem(&pem).map_err(|err| KeyError::CorruptKeyFile {
         path: path.to_path_buf(),
         detail: format!("not a PKCS#8 PEM Ed25519 private key ({err})"),
@@ -572,11 +638,19 @@ fn generate_key(dir: &Path, now: DateTime<Utc>) -> Result<IssuerKey, KeyError> {
         .create_new(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|source| KeyError::Io { action: "creating key file", path: path.clone(), source })?;
+        .map_err(|source| KeyError::Io {
+            action: "creating key file",
+            path: path.clone(),
+            source,
+        })?;
     handle
         .write_all(pem.as_bytes())
         .and_then(|()| handle.sync_all())
-        .map_err(|source| KeyError::Io { action: "writing key file", path: path.clone(), source })?;
+        .map_err(|source| KeyError::Io {
+            action: "writing key file",
+            path: path.clone(),
+            source,
+        })?;
 
     tracing::info!(key_id = %key_id, path = %path.display(), "created certificate issuer key");
 
@@ -601,13 +675,18 @@ fn write_metadata(dir: &Path, keys: &[IssuerKey]) -> Result<(), KeyError> {
         format: METADATA_FORMAT,
         keys: keys.iter().map(|key| key.info.clone()).collect(),
     };
-    let json = serde_json::to_vec_pretty(&metadata).map_err(|err| KeyError::Encode(err.to_string()))?;
+    let json =
+        serde_json::to_vec_pretty(&metadata).map_err(|err| KeyError::Encode(err.to_string()))?;
 
     let final_path = dir.join(METADATA_FILE);
     let temp_path = dir.join(format!("{METADATA_FILE}.tmp"));
     let io_error = |action, path: &Path| {
         let path = path.to_path_buf();
-        move |source| KeyError::Io { action, path, source }
+        move |source| KeyError::Io {
+            action,
+            path,
+            source,
+        }
     };
 
     let mut handle = OpenOptions::new()
@@ -617,11 +696,14 @@ fn write_metadata(dir: &Path, keys: &[IssuerKey]) -> Result<(), KeyError> {
         .mode(0o644)
         .open(&temp_path)
         .map_err(io_error("creating", &temp_path))?;
-    handle.write_all(&json).map_err(io_error("writing", &temp_path))?;
+    handle
+        .write_all(&json)
+        .map_err(io_error("writing", &temp_path))?;
     handle.sync_all().map_err(io_error("syncing", &temp_path))?;
     drop(handle);
 
-    fs::rename(&temp_path, &final_path).map_err(io_error("renaming metadata file to", &final_path))?;
+    fs::rename(&temp_path, &final_path)
+        .map_err(io_error("renaming metadata file to", &final_path))?;
     File::open(dir)
         .and_then(|folder| folder.sync_all())
         .map_err(io_error("syncing key folder", dir))?;

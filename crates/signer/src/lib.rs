@@ -7,7 +7,7 @@
 //! - [`certificate`]: the COSE_Sign1 and CWT claims layout, including the record claim key.
 //! - [`qr`]: the `VXL1:` QR text (base45 of zlib-compressed COSE bytes).
 //! - [`verify`]: [`verify_qr`] and [`verify_cose`] against a [`TrustList`].
-//! - [`vault`]: SQLite storage of the signed bytes, since the event holds only their hash.
+//! - [`vault`]: SQLite storage of the signed bytes, since the event contains only their hash.
 
 pub mod certificate;
 pub mod gate;

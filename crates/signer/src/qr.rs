@@ -14,8 +14,8 @@ use crate::verify::Malformed;
 /// Prefix of the QR text; the digit is the format version.
 pub const QR_PREFIX: &str = "VXL1:";
 
-/// Maximum length in bytes of a QR text accepted for decoding. A version 40 QR code holds at most
-/// 4,296 alphanumeric characters, so a longer text cannot come from a scanned code.
+/// Maximum length in bytes of a QR text accepted for decoding. A version 40 QR code stores at
+/// most 4,296 alphanumeric characters (ISO/IEC 18004), so a longer text cannot come from a scan.
 pub const MAX_QR_TEXT_LEN: usize = 16 * 1024;
 
 /// Maximum size of the decompressed COSE bytes; a larger output (a zlib bomb) is rejected
@@ -25,7 +25,7 @@ pub const MAX_COSE_LEN: usize = 64 * 1024;
 /// Encodes COSE bytes as QR text.
 pub fn encode_qr(cose: &[u8]) -> String {
     let mut encoder = ZlibEncoder::new(Vec::with_capacity(cose.len()), Compression::best());
-    // Writing to a Vec cannot fail, so neither can the encoder that wraps it.
+    // Writes to a Vec cannot fail, so the empty default is unreachable.
     let compressed = encoder
         .write_all(cose)
         .and_then(|()| encoder.finish())
@@ -37,15 +37,22 @@ pub fn encode_qr(cose: &[u8]) -> String {
 pub fn decode_qr(text: &str) -> Result<Vec<u8>, Malformed> {
     let text = text.trim();
     if text.len() > MAX_QR_TEXT_LEN {
-        return Err(Malformed::TooLong { length: text.len(), max: MAX_QR_TEXT_LEN });
+        return Err(Malformed::TooLong {
+            length: text.len(),
+            max: MAX_QR_TEXT_LEN,
+        });
     }
 
     let Some(body) = text.strip_prefix(QR_PREFIX) else {
-        let shown: String = text.chars().take(8).collect();
-        return Err(Malformed::WrongPrefix { found: shown });
+        let found_prefix: String = text.chars().take(8).collect();
+        return Err(Malformed::WrongPrefix {
+            found: found_prefix,
+        });
     };
 
-    let compressed = base45::decode(body).map_err(|err| Malformed::BadBase45 { detail: err.to_string() })?;
+    let compressed = base45::decode(body).map_err(|err| Malformed::BadBase45 {
+        detail: err.to_string(),
+    })?;
 
     inflate_capped(&compressed)
 }
@@ -54,11 +61,15 @@ pub fn decode_qr(text: &str) -> Result<Vec<u8>, Malformed> {
 /// costs no more than that.
 fn inflate_capped(compressed: &[u8]) -> Result<Vec<u8>, Malformed> {
     let mut output = Vec::new();
-    let limit = u64::try_from(MAX_COSE_LEN).unwrap_or(u64::MAX).saturating_add(1);
+    let limit = u64::try_from(MAX_COSE_LEN)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
     ZlibDecoder::new(compressed)
         .take(limit)
         .read_to_end(&mut output)
-        .map_err(|err| Malformed::BadZlib { detail: err.to_string() })?;
+        .map_err(|err| Malformed::BadZlib {
+            detail: err.to_string(),
+        })?;
 
     if output.len() > MAX_COSE_LEN {
         return Err(Malformed::TooLarge { max: MAX_COSE_LEN });
@@ -88,13 +99,22 @@ mod tests {
     #[test]
     fn qr_decode_rejects_wrong_prefix() {
         let text = encode_qr(b"x").replacen("VXL1", "HC1", 1);
-        assert!(matches!(decode_qr(&text), Err(Malformed::WrongPrefix { .. })));
+        assert!(matches!(
+            decode_qr(&text),
+            Err(Malformed::WrongPrefix { .. })
+        ));
     }
 
     #[test]
     fn qr_decode_rejects_bad_base45() {
-        assert!(matches!(decode_qr("VXL1:abc"), Err(Malformed::BadBase45 { .. })));
-        assert!(matches!(decode_qr("VXL1:GGW"), Err(Malformed::BadBase45 { .. })));
+        assert!(matches!(
+            decode_qr("VXL1:abc"),
+            Err(Malformed::BadBase45 { .. })
+        ));
+        assert!(matches!(
+            decode_qr("VXL1:GGW"),
+            Err(Malformed::BadBase45 { .. })
+        ));
     }
 
     #[test]
@@ -107,7 +127,11 @@ mod tests {
     fn qr_decode_rejects_zlib_bomb() {
         let zeros = vec![0u8; 10 * 1024 * 1024];
         let text = encode_qr(&zeros);
-        assert!(text.len() < MAX_QR_TEXT_LEN, "bomb text is {} bytes", text.len());
+        assert!(
+            text.len() < MAX_QR_TEXT_LEN,
+            "bomb text is {} bytes",
+            text.len()
+        );
         assert!(matches!(decode_qr(&text), Err(Malformed::TooLarge { .. })));
     }
 

@@ -5,8 +5,9 @@ use domain::events::{Gender, PhotoIdType};
 use domain::ids::{BeneficiaryId, CertificateId};
 use serde::{Deserialize, Serialize};
 
-/// What the certificate states about one dose. Encoded as a CBOR map with text keys (the field
-/// names below) under the private claim [`crate::certificate::RECORD_CLAIM_KEY`].
+/// Vaccination record of one dose, as the certificate states it. Encoded as a CBOR map with text
+/// keys (the field names below) under the private claim
+/// [`crate::certificate::RECORD_CLAIM_KEY`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VaccinationRecord {
     /// Beneficiary name as registered, with any later correction applied.

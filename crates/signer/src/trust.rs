@@ -26,7 +26,7 @@ pub struct TrustList {
 pub struct TrustedKey {
     /// Key id that certificates carry in their protected `kid` header.
     pub key_id: KeyId,
-    /// Signature algorithm name, always `EdDSA`; present so that other verifiers need not assume it.
+    /// Signature algorithm name, always `EdDSA`, so that other verifiers need not assume it.
     pub algorithm: String,
     /// Ed25519 public key, standard base64 of the 32 raw bytes.
     pub public_key: PublicKey,

@@ -1,11 +1,11 @@
 //! Certificate vault: the signed COSE bytes of every certificate, in a SQLite file beside the
 //! event store (the server passes `<data-dir>/certificates.db`).
 //!
-//! The `CertificateIssued` event holds only the SHA-256 of the COSE bytes, so the bytes must be
+//! The `CertificateIssued` event contains only the SHA-256 of the COSE bytes, so the bytes must be
 //! kept here to serve the certificate again. The intended order is: put the certificate here,
 //! then append the event. If the append fails on a revision conflict, the row stays behind with
-//! no event; it was never handed to anyone, and a reader must treat a row as issued only when the
-//! log has its `CertificateIssued` event.
+//! no event. Nobody received that certificate, so a reader must treat a row as issued only when
+//! the log contains its `CertificateIssued` event.
 //!
 //! The API is async: each call runs its SQLite work on `tokio::task::spawn_blocking`, so it does
 //! not stall the runtime's worker threads. It needs a Tokio runtime.
@@ -69,13 +69,16 @@ pub enum VaultError {
         certificate_id: CertificateId,
     },
     /// A stored row could not be parsed.
-    #[error("certificate vault {path} holds an invalid row for certificate {certificate_id}: {detail}")]
+    #[error(
+        "certificate vault {path} contains an invalid row for certificate {certificate_id}: \
+         {detail}"
+    )]
     CorruptRow {
         /// Vault file.
         path: PathBuf,
         /// Certificate id column as stored.
         certificate_id: String,
-        /// What is wrong.
+        /// Column that failed to parse, with the error.
         detail: String,
     },
     /// The blocking task panicked or was cancelled.
@@ -94,7 +97,9 @@ pub struct CertificateVault {
 
 impl std::fmt::Debug for CertificateVault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateVault").field("path", &self.path).finish()
+        f.debug_struct("CertificateVault")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -115,16 +120,24 @@ impl CertificateVault {
     /// it at startup.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, VaultError> {
         let path = path.as_ref().to_path_buf();
-        let sqlite_error = |source| VaultError::Sqlite { path: path.clone(), source };
+        let sqlite_error = |source| VaultError::Sqlite {
+            path: path.clone(),
+            source,
+        };
 
         let connection = Connection::open(&path).map_err(sqlite_error)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite_error)?;
-        connection.pragma_update(None, "synchronous", "FULL").map_err(sqlite_error)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sqlite_error)?;
         connection.execute_batch(SCHEMA).map_err(sqlite_error)?;
 
-        Ok(Self { path, connection: Arc::new(Mutex::new(connection)) })
+        Ok(Self {
+            path,
+            connection: Arc::new(Mutex::new(connection)),
+        })
     }
 
     /// Stores a certificate. Storing the same certificate again is a no-op; storing other bytes
@@ -146,7 +159,10 @@ impl CertificateVault {
                         certificate.issued_at.timestamp(),
                     ],
                 )
-                .map_err(|source| VaultError::Sqlite { path: path.to_path_buf(), source })?;
+                .map_err(|source| VaultError::Sqlite {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             if inserted == 1 {
                 return Ok(());
             }
@@ -155,26 +171,39 @@ impl CertificateVault {
             if existing.as_ref() == Some(&certificate) {
                 Ok(())
             } else {
-                Err(VaultError::Conflict { certificate_id: certificate.certificate_id })
+                Err(VaultError::Conflict {
+                    certificate_id: certificate.certificate_id,
+                })
             }
         })
         .await
     }
 
     /// Returns the certificate with this id, if stored.
-    pub async fn get(&self, certificate_id: CertificateId) -> Result<Option<StoredCertificate>, VaultError> {
-        self.run(move |connection, path| select_one(connection, path, certificate_id)).await
+    pub async fn get(
+        &self,
+        certificate_id: CertificateId,
+    ) -> Result<Option<StoredCertificate>, VaultError> {
+        self.run(move |connection, path| select_one(connection, path, certificate_id))
+            .await
     }
 
     /// Returns every certificate stored for an appointment, oldest first. There can be more than
     /// one after a revocation and re-issue.
-    pub async fn get_by_appointment(&self, appointment_id: AppointmentId) -> Result<Vec<StoredCertificate>, VaultError> {
+    pub async fn get_by_appointment(
+        &self,
+        appointment_id: AppointmentId,
+    ) -> Result<Vec<StoredCertificate>, VaultError> {
         self.run(move |connection, path| {
-            let sqlite_error = |source| VaultError::Sqlite { path: path.to_path_buf(), source };
+            let sqlite_error = |source| VaultError::Sqlite {
+                path: path.to_path_buf(),
+                source,
+            };
             let mut statement = connection
                 .prepare(
                     "SELECT certificate_id, appointment_id, beneficiary_id, key_id, cose, issued_at
-                     FROM certificates WHERE appointment_id = ?1 ORDER BY issued_at, certificate_id",
+                     FROM certificates WHERE appointment_id = ?1
+                     ORDER BY issued_at, certificate_id",
                 )
                 .map_err(sqlite_error)?;
             let rows = statement
@@ -211,7 +240,9 @@ impl CertificateVault {
 /// Locks the connection. A panic inside a SQLite call leaves no partial Rust-side state, and
 /// SQLite rolls back an unfinished statement, so a poisoned lock is still usable.
 fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    connection
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Column values of one row, before parsing.
@@ -250,20 +281,37 @@ fn parse_row(path: &Path, raw: RawRow) -> Result<StoredCertificate, VaultError> 
         detail,
     };
 
-    let certificate_id = CertificateId::parse(&raw.certificate_id).map_err(|err| corrupt(err.to_string()))?;
-    let appointment_id = AppointmentId::parse(&raw.appointment_id).map_err(|err| corrupt(err.to_string()))?;
-    let beneficiary_id = BeneficiaryId::parse(&raw.beneficiary_id).map_err(|err| corrupt(err.to_string()))?;
-    let key_id: KeyId = raw.key_id.parse().map_err(|err: crate::keys::InvalidKeyId| corrupt(err.to_string()))?;
+    let certificate_id =
+        CertificateId::parse(&raw.certificate_id).map_err(|err| corrupt(err.to_string()))?;
+    let appointment_id =
+        AppointmentId::parse(&raw.appointment_id).map_err(|err| corrupt(err.to_string()))?;
+    let beneficiary_id =
+        BeneficiaryId::parse(&raw.beneficiary_id).map_err(|err| corrupt(err.to_string()))?;
+    let key_id: KeyId = raw
+        .key_id
+        .parse()
+        .map_err(|err: crate::keys::InvalidKeyId| corrupt(err.to_string()))?;
     let issued_at = Utc
         .timestamp_opt(raw.issued_at, 0)
         .single()
         .ok_or_else(|| corrupt(format!("issued_at {} is out of range", raw.issued_at)))?;
 
-    Ok(StoredCertificate { certificate_id, appointment_id, beneficiary_id, key_id, cose: raw.cose, issued_at })
+    Ok(StoredCertificate {
+        certificate_id,
+        appointment_id,
+        beneficiary_id,
+        key_id,
+        cose: raw.cose,
+        issued_at,
+    })
 }
 
 /// Selects one certificate by id.
-fn select_one(connection: &Connection, path: &Path, certificate_id: CertificateId) -> Result<Option<StoredCertificate>, VaultError> {
+fn select_one(
+    connection: &Connection,
+    path: &Path,
+    certificate_id: CertificateId,
+) -> Result<Option<StoredCertificate>, VaultError> {
     let raw = connection
         .query_row(
             "SELECT certificate_id, appointment_id, beneficiary_id, key_id, cose, issued_at
@@ -272,6 +320,9 @@ fn select_one(connection: &Connection, path: &Path, certificate_id: CertificateI
             raw_row,
         )
         .optional()
-        .map_err(|source| VaultError::Sqlite { path: path.to_path_buf(), source })?;
+        .map_err(|source| VaultError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
     raw.map(|raw| parse_row(path, raw)).transpose()
 }

@@ -47,7 +47,7 @@ pub enum Verification {
     },
     /// The certificate must not be accepted.
     Invalid {
-        /// Why it was rejected.
+        /// Reason for the rejection.
         reason: InvalidReason,
     },
 }
@@ -59,14 +59,14 @@ impl Verification {
     }
 }
 
-/// Why a certificate is invalid.
+/// Reason a certificate is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum InvalidReason {
     /// The text or bytes are not a well-formed certificate.
     #[error("malformed: {detail}")]
     Malformed {
-        /// Which layer failed.
+        /// Layer that failed, with details.
         detail: Malformed,
     },
     /// The `kid` is not in the trust list.
@@ -93,7 +93,7 @@ pub enum InvalidReason {
     /// Issued-at lies in the future (beyond [`MAX_CLOCK_SKEW`]) or before the key's valid-from.
     #[error("not yet valid: {detail}")]
     NotYetValid {
-        /// Which time check failed, with the times.
+        /// Time check that failed, with the times compared.
         detail: String,
     },
     /// Issued-at lies after the key's valid-until: the key signed it after it was retired.
@@ -119,7 +119,7 @@ impl InvalidReason {
     }
 }
 
-/// Which layer of a malformed certificate failed.
+/// Layer of a malformed certificate that failed to decode or check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Malformed {
@@ -152,7 +152,7 @@ pub enum Malformed {
     },
     /// The bytes are not a CBOR item with tag 18 and a COSE_Sign1 structure.
     NotCoseSign1 {
-        /// What is wrong with the structure.
+        /// Structural error.
         detail: String,
     },
     /// The protected header names an algorithm other than EdDSA (-8), or none.
@@ -162,12 +162,12 @@ pub enum Malformed {
     },
     /// The protected header has no 8-byte `kid`.
     BadKeyId {
-        /// What is wrong with it.
+        /// Key id error.
         detail: String,
     },
     /// The signed payload is not a valid claims set.
     BadClaims {
-        /// What is wrong with it.
+        /// Claims error.
         detail: String,
     },
 }
@@ -176,12 +176,20 @@ impl fmt::Display for Malformed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Malformed::WrongPrefix { found } => {
-                write!(f, "QR text must start with {}, found {found:?}", crate::qr::QR_PREFIX)
+                write!(
+                    f,
+                    "QR text must start with {}, found {found:?}",
+                    crate::qr::QR_PREFIX
+                )
             }
-            Malformed::TooLong { length, max } => write!(f, "QR text is {length} bytes, more than the maximum {max}"),
+            Malformed::TooLong { length, max } => {
+                write!(f, "QR text is {length} bytes, more than the maximum {max}")
+            }
             Malformed::BadBase45 { detail } => write!(f, "invalid base45: {detail}"),
             Malformed::BadZlib { detail } => write!(f, "invalid zlib data: {detail}"),
-            Malformed::TooLarge { max } => write!(f, "decompressed certificate exceeds {max} bytes"),
+            Malformed::TooLarge { max } => {
+                write!(f, "decompressed certificate exceeds {max} bytes")
+            }
             Malformed::NotCoseSign1 { detail } => write!(f, "not a COSE_Sign1: {detail}"),
             Malformed::UnsupportedAlgorithm { found } => {
                 write!(f, "unsupported algorithm {found}, expected EdDSA (-8)")
@@ -200,8 +208,8 @@ impl From<Malformed> for InvalidReason {
 
 /// Verifies a certificate given as QR text.
 ///
-/// `revoked_certificates` holds the ids of revoked certificates; pass an empty set where the
-/// verifier has no revocation list, as offline tools may.
+/// `revoked_certificates` contains the ids of revoked certificates. Pass an empty set when no
+/// revocation list is available, as in offline tools.
 pub fn verify_qr(
     text: &str,
     trust_list: &TrustList,
@@ -250,13 +258,19 @@ fn check_certificate(
         detail: format!("protected kid must be 8 bytes, got {}", kid.len()),
     })?;
 
-    let trusted = trust_list.find(key_id).ok_or(InvalidReason::UnknownKey { key_id })?;
+    let trusted = trust_list
+        .find(key_id)
+        .ok_or(InvalidReason::UnknownKey { key_id })?;
 
-    verify_sign1_signature(&sign1, &trusted.public_key.0).map_err(|_| InvalidReason::BadSignature)?;
+    verify_sign1_signature(&sign1, &trusted.public_key.0)
+        .map_err(|_| InvalidReason::BadSignature)?;
 
-    let payload = sign1.payload.as_deref().ok_or_else(|| Malformed::BadClaims {
-        detail: "payload is detached".to_owned(),
-    })?;
+    let payload = sign1
+        .payload
+        .as_deref()
+        .ok_or_else(|| Malformed::BadClaims {
+            detail: "payload is detached".to_owned(),
+        })?;
     let claims = decode_claims(payload).map_err(|err| Malformed::BadClaims { detail: err.0 })?;
 
     if trusted.status == KeyStatus::Revoked {
@@ -264,7 +278,9 @@ fn check_certificate(
     }
 
     if revoked_certificates.contains(&claims.certificate_id) {
-        return Err(InvalidReason::RevokedCertificate { certificate_id: claims.certificate_id });
+        return Err(InvalidReason::RevokedCertificate {
+            certificate_id: claims.certificate_id,
+        });
     }
 
     let issued_at = claims.issued_at;
@@ -276,18 +292,28 @@ fn check_certificate(
     }
     if issued_at < trusted.valid_from {
         return Err(InvalidReason::NotYetValid {
-            detail: format!("issued at {issued_at}, before key {key_id} became valid at {}", trusted.valid_from),
+            detail: format!(
+                "issued at {issued_at}, before key {key_id} became valid at {}",
+                trusted.valid_from
+            ),
         });
     }
     if let Some(valid_until) = trusted.valid_until {
         if issued_at > valid_until {
             return Err(InvalidReason::KeyExpired {
-                detail: format!("issued at {issued_at}, after key {key_id} stopped signing at {valid_until}"),
+                detail: format!(
+                    "issued at {issued_at}, after key {key_id} stopped signing at {valid_until}"
+                ),
             });
         }
     }
 
-    Ok(Verification::Valid { record: claims.record, key_id, issuer: claims.issuer, issued_at })
+    Ok(Verification::Valid {
+        record: claims.record,
+        key_id,
+        issuer: claims.issuer,
+        issued_at,
+    })
 }
 
 /// Parses a CBOR item that must be tag 18 around a COSE_Sign1 array, with no trailing bytes.
@@ -295,18 +321,28 @@ fn parse_tagged_sign1(cose: &[u8]) -> Result<CoseSign1, Malformed> {
     let not_sign1 = |detail: String| Malformed::NotCoseSign1 { detail };
 
     let mut reader = Cursor::new(cose);
-    let value: Value = ciborium::from_reader(&mut reader).map_err(|err| not_sign1(format!("invalid CBOR: {err}")))?;
+    let value: Value = ciborium::from_reader(&mut reader)
+        .map_err(|err| not_sign1(format!("invalid CBOR: {err}")))?;
     let consumed = usize::try_from(reader.position()).unwrap_or(usize::MAX);
     if consumed < cose.len() {
-        return Err(not_sign1(format!("{} trailing bytes after the CBOR item", cose.len() - consumed)));
+        return Err(not_sign1(format!(
+            "{} trailing bytes after the CBOR item",
+            cose.len() - consumed
+        )));
     }
 
     match value {
         Value::Tag(tag, inner) if tag == CoseSign1::TAG => {
             CoseSign1::from_cbor_value(*inner).map_err(|err| not_sign1(err.to_string()))
         }
-        Value::Tag(tag, _) => Err(not_sign1(format!("CBOR tag {tag}, expected {} (COSE_Sign1)", CoseSign1::TAG))),
-        _ => Err(not_sign1(format!("untagged CBOR item, expected tag {} (COSE_Sign1)", CoseSign1::TAG))),
+        Value::Tag(tag, _) => Err(not_sign1(format!(
+            "CBOR tag {tag}, expected {} (COSE_Sign1)",
+            CoseSign1::TAG
+        ))),
+        _ => Err(not_sign1(format!(
+            "untagged CBOR item, expected tag {} (COSE_Sign1)",
+            CoseSign1::TAG
+        ))),
     }
 }
 

@@ -12,8 +12,8 @@ use coset::{iana, CoseSign1, RegisteredLabelWithPrivate, TaggedCborSerializable}
 use domain::ids::CertificateId;
 use signer::certificate::sign_certificate;
 use signer::{
-    encode_qr, verify_cose, verify_qr, InvalidReason, KeyError, KeyRing, KeyStatus, Malformed, TrustList,
-    Verification,
+    encode_qr, verify_cose, verify_qr, InvalidReason, KeyError, KeyRing, KeyStatus, Malformed,
+    TrustList, Verification,
 };
 
 use common::{encode_with_tag, invalid_reason, issue_time, reencode, sample_claims, TestIssuer};
@@ -31,9 +31,20 @@ fn certificate_round_trip_is_valid() {
 
     let cose = sign_certificate(&key, &claims).unwrap();
     let qr_text = encode_qr(&cose);
-    let verification = verify_qr(&qr_text, &keys.trust_list(issue_time()), &no_revocations(), issue_time());
+    let verification = verify_qr(
+        &qr_text,
+        &keys.trust_list(issue_time()),
+        &no_revocations(),
+        issue_time(),
+    );
 
-    let Verification::Valid { record, key_id, issuer, issued_at } = verification else {
+    let Verification::Valid {
+        record,
+        key_id,
+        issuer,
+        issued_at,
+    } = verification
+    else {
         panic!("expected valid, got {verification:?}");
     };
     assert_eq!(record, claims.record);
@@ -52,8 +63,14 @@ fn certificate_protected_header_has_alg_and_kid() {
     let sign1 = CoseSign1::from_tagged_slice(&cose).unwrap();
 
     assert_eq!(cose[0], 0xd2, "tag 18 must be the first byte");
-    assert_eq!(sign1.protected.header.alg, Some(RegisteredLabelWithPrivate::Assigned(iana::Algorithm::EdDSA)));
-    assert_eq!(sign1.protected.header.key_id, key.key_id().as_bytes().to_vec());
+    assert_eq!(
+        sign1.protected.header.alg,
+        Some(RegisteredLabelWithPrivate::Assigned(iana::Algorithm::EdDSA))
+    );
+    assert_eq!(
+        sign1.protected.header.key_id,
+        key.key_id().as_bytes().to_vec()
+    );
     assert!(sign1.unprotected.is_empty());
 }
 
@@ -61,15 +78,25 @@ fn certificate_protected_header_has_alg_and_kid() {
 fn qr_one_character_change_is_invalid() {
     let issuer = TestIssuer::new(1);
     let qr_text = encode_qr(&issuer.sign(&sample_claims(issue_time())));
-    let alphabet: Vec<char> = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:".chars().collect();
+    let alphabet: Vec<char> = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+        .chars()
+        .collect();
 
     for (index, original) in qr_text.char_indices() {
         let replacement = alphabet.iter().copied().find(|c| *c != original).unwrap();
         let mut changed = qr_text.clone();
         changed.replace_range(index..index + original.len_utf8(), &replacement.to_string());
 
-        let verification = verify_qr(&changed, &issuer.trust_list, &no_revocations(), issue_time());
-        assert!(!verification.is_valid(), "changing character {index} still verified");
+        let verification = verify_qr(
+            &changed,
+            &issuer.trust_list,
+            &no_revocations(),
+            issue_time(),
+        );
+        assert!(
+            !verification.is_valid(),
+            "changing character {index} still verified"
+        );
     }
 }
 
@@ -79,7 +106,8 @@ fn rotation_keeps_old_certificate_valid() {
     let created = issue_time() - Duration::days(30);
     let keys = KeyRing::open_or_create_at(dir.path(), created).unwrap();
     let old_key = keys.active_key().unwrap();
-    let old_cose = sign_certificate(&old_key, &sample_claims(issue_time() - Duration::days(1))).unwrap();
+    let old_cose =
+        sign_certificate(&old_key, &sample_claims(issue_time() - Duration::days(1))).unwrap();
 
     let new_info = keys.rotate(issue_time()).unwrap();
     let new_key = keys.active_key().unwrap();
@@ -89,8 +117,14 @@ fn rotation_keeps_old_certificate_valid() {
     assert_eq!(new_key.key_id(), new_info.key_id);
     assert_ne!(new_key.key_id(), old_key.key_id());
     assert_eq!(trust_list.keys.len(), 2);
-    assert_eq!(trust_list.find(old_key.key_id()).unwrap().status, KeyStatus::Retired);
-    assert_eq!(trust_list.find(old_key.key_id()).unwrap().valid_until, Some(issue_time()));
+    assert_eq!(
+        trust_list.find(old_key.key_id()).unwrap().status,
+        KeyStatus::Retired
+    );
+    assert_eq!(
+        trust_list.find(old_key.key_id()).unwrap().valid_until,
+        Some(issue_time())
+    );
     assert!(verify_cose(&old_cose, &trust_list, &no_revocations(), issue_time()).is_valid());
     assert!(verify_cose(&new_cose, &trust_list, &no_revocations(), issue_time()).is_valid());
 }
@@ -120,9 +154,17 @@ fn retired_key_signing_after_rotation_is_key_expired() {
     keys.rotate(issue_time() - Duration::days(1)).unwrap();
 
     let late_cose = sign_certificate(&old_key, &sample_claims(issue_time())).unwrap();
-    let reason = invalid_reason(verify_cose(&late_cose, &keys.trust_list(issue_time()), &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &late_cose,
+        &keys.trust_list(issue_time()),
+        &no_revocations(),
+        issue_time(),
+    ));
 
-    assert!(matches!(reason, InvalidReason::KeyExpired { .. }), "{reason:?}");
+    assert!(
+        matches!(reason, InvalidReason::KeyExpired { .. }),
+        "{reason:?}"
+    );
 }
 
 #[test]
@@ -130,14 +172,25 @@ fn revoked_key_invalidates_its_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let keys = KeyRing::open_or_create_at(dir.path(), issue_time() - Duration::days(30)).unwrap();
     let old_key = keys.active_key().unwrap();
-    let cose = sign_certificate(&old_key, &sample_claims(issue_time() - Duration::days(2))).unwrap();
+    let cose =
+        sign_certificate(&old_key, &sample_claims(issue_time() - Duration::days(2))).unwrap();
     keys.rotate(issue_time() - Duration::days(1)).unwrap();
 
     let revoked = keys.revoke(old_key.key_id(), issue_time()).unwrap();
-    let reason = invalid_reason(verify_cose(&cose, &keys.trust_list(issue_time()), &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &cose,
+        &keys.trust_list(issue_time()),
+        &no_revocations(),
+        issue_time(),
+    ));
 
     assert_eq!(revoked.status, KeyStatus::Revoked);
-    assert_eq!(reason, InvalidReason::RevokedKey { key_id: old_key.key_id() });
+    assert_eq!(
+        reason,
+        InvalidReason::RevokedKey {
+            key_id: old_key.key_id()
+        }
+    );
     assert_eq!(reason.code(), "revoked_key");
 }
 
@@ -173,9 +226,19 @@ fn revoked_certificate_is_invalid() {
     let cose = issuer.sign(&claims);
     let revoked = HashSet::from([claims.certificate_id]);
 
-    let reason = invalid_reason(verify_cose(&cose, &issuer.trust_list, &revoked, issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &cose,
+        &issuer.trust_list,
+        &revoked,
+        issue_time(),
+    ));
 
-    assert_eq!(reason, InvalidReason::RevokedCertificate { certificate_id: claims.certificate_id });
+    assert_eq!(
+        reason,
+        InvalidReason::RevokedCertificate {
+            certificate_id: claims.certificate_id
+        }
+    );
 }
 
 #[test]
@@ -184,9 +247,19 @@ fn unknown_key_is_invalid() {
     let other = TestIssuer::new(4);
     let cose = signing.sign(&sample_claims(issue_time()));
 
-    let reason = invalid_reason(verify_cose(&cose, &other.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &cose,
+        &other.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
-    assert_eq!(reason, InvalidReason::UnknownKey { key_id: signing.key_id });
+    assert_eq!(
+        reason,
+        InvalidReason::UnknownKey {
+            key_id: signing.key_id
+        }
+    );
 }
 
 #[test]
@@ -198,7 +271,12 @@ fn trust_list_entry_with_foreign_key_is_unknown() {
 
     let reason = invalid_reason(verify_cose(&cose, &forged, &no_revocations(), issue_time()));
 
-    assert_eq!(reason, InvalidReason::UnknownKey { key_id: signing.key_id });
+    assert_eq!(
+        reason,
+        InvalidReason::UnknownKey {
+            key_id: signing.key_id
+        }
+    );
 }
 
 #[test]
@@ -206,9 +284,17 @@ fn future_issued_at_is_not_yet_valid() {
     let issuer = TestIssuer::new(5);
     let cose = issuer.sign(&sample_claims(issue_time() + Duration::hours(1)));
 
-    let reason = invalid_reason(verify_cose(&cose, &issuer.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &cose,
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
-    assert!(matches!(reason, InvalidReason::NotYetValid { .. }), "{reason:?}");
+    assert!(
+        matches!(reason, InvalidReason::NotYetValid { .. }),
+        "{reason:?}"
+    );
 }
 
 #[test]
@@ -220,13 +306,23 @@ fn small_clock_skew_is_accepted() {
 }
 
 #[test]
-fn issued_before_key_valid_from_is_not_yet_valid() {
+fn issued_before_valid_from_rejected() {
     let issuer = TestIssuer::new(6);
-    let cose = issuer.sign(&sample_claims(Utc.with_ymd_and_hms(2020, 12, 31, 0, 0, 0).unwrap()));
+    let cose = issuer.sign(&sample_claims(
+        Utc.with_ymd_and_hms(2020, 12, 31, 0, 0, 0).unwrap(),
+    ));
 
-    let reason = invalid_reason(verify_cose(&cose, &issuer.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &cose,
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
-    assert!(matches!(reason, InvalidReason::NotYetValid { .. }), "{reason:?}");
+    assert!(
+        matches!(reason, InvalidReason::NotYetValid { .. }),
+        "{reason:?}"
+    );
 }
 
 #[test]
@@ -236,7 +332,11 @@ fn key_files_have_mode_0600() {
     keys.rotate(Utc::now()).unwrap();
 
     for info in keys.keys() {
-        let mode = fs::metadata(dir.path().join(&info.file)).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(dir.path().join(&info.file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{}", info.file);
     }
     assert_eq!(keys.keys().len(), 2);
@@ -274,12 +374,19 @@ fn corrupt_key_file_error_names_file() {
     let keys = KeyRing::open_or_create(dir.path()).unwrap();
     let key_file = dir.path().join(&keys.keys()[0].file);
     drop(keys);
-    fs::write(&key_file, "-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n").unwrap();
+    fs::write(
+        &key_file,
+        "-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
 
     let err = KeyRing::open_or_create(dir.path()).unwrap_err();
 
     assert!(matches!(err, KeyError::CorruptKeyFile { .. }), "{err}");
-    assert!(err.to_string().contains(&key_file.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&key_file.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -308,7 +415,10 @@ fn missing_key_file_error_names_file() {
 
     let err = KeyRing::open_or_create(dir.path()).unwrap_err();
 
-    assert!(err.to_string().contains(&key_file.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&key_file.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -320,7 +430,10 @@ fn corrupt_metadata_error_names_file() {
     let err = KeyRing::open_or_create(dir.path()).unwrap_err();
 
     assert!(matches!(err, KeyError::CorruptMetadata { .. }), "{err}");
-    assert!(err.to_string().contains(&metadata.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&metadata.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -346,13 +459,19 @@ fn read_trust_list_matches_key_ring() {
     let keys = KeyRing::open_or_create(dir.path()).unwrap();
     let now = Utc::now();
 
-    assert_eq!(signer::keys::read_trust_list(dir.path(), now).unwrap(), keys.trust_list(now));
+    assert_eq!(
+        signer::keys::read_trust_list(dir.path(), now).unwrap(),
+        keys.trust_list(now)
+    );
 }
 
 #[test]
 fn trust_list_rejects_invalid_public_key() {
     let issuer = TestIssuer::new(7);
-    let json = issuer.trust_list.to_json().replace(&issuer.trust_list.keys[0].public_key.to_base64(), "AAAA");
+    let json = issuer
+        .trust_list
+        .to_json()
+        .replace(&issuer.trust_list.keys[0].public_key.to_base64(), "AAAA");
 
     let err = TrustList::from_json(&json).unwrap_err();
 
@@ -366,9 +485,17 @@ fn wrong_cbor_tag_is_malformed() {
     let issuer = TestIssuer::new(8);
     let sign1 = issuer.sign_with_header(issuer.protected_header(), &sample_claims(issue_time()));
 
-    let reason = invalid_reason(verify_cose(&encode_with_tag(sign1, 998), &issuer.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &encode_with_tag(sign1, 998),
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
-    let InvalidReason::Malformed { detail: Malformed::NotCoseSign1 { detail } } = reason else {
+    let InvalidReason::Malformed {
+        detail: Malformed::NotCoseSign1 { detail },
+    } = reason
+    else {
         panic!("expected not COSE_Sign1, got {reason:?}");
     };
     assert!(detail.contains("998"), "{detail}");
@@ -378,11 +505,27 @@ fn wrong_cbor_tag_is_malformed() {
 fn untagged_sign1_is_malformed() {
     use coset::CborSerializable as _;
     let issuer = TestIssuer::new(8);
-    let untagged = issuer.sign_with_header(issuer.protected_header(), &sample_claims(issue_time())).to_vec().unwrap();
+    let untagged = issuer
+        .sign_with_header(issuer.protected_header(), &sample_claims(issue_time()))
+        .to_vec()
+        .unwrap();
 
-    let reason = invalid_reason(verify_cose(&untagged, &issuer.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &untagged,
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
-    assert!(matches!(reason, InvalidReason::Malformed { detail: Malformed::NotCoseSign1 { .. } }), "{reason:?}");
+    assert!(
+        matches!(
+            reason,
+            InvalidReason::Malformed {
+                detail: Malformed::NotCoseSign1 { .. }
+            }
+        ),
+        "{reason:?}"
+    );
 }
 
 #[test]
@@ -391,18 +534,37 @@ fn trailing_bytes_are_malformed() {
     let mut cose = issuer.sign(&sample_claims(issue_time()));
     cose.push(0);
 
-    let reason = invalid_reason(verify_cose(&cose, &issuer.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &cose,
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
-    assert!(matches!(reason, InvalidReason::Malformed { detail: Malformed::NotCoseSign1 { .. } }), "{reason:?}");
+    assert!(
+        matches!(
+            reason,
+            InvalidReason::Malformed {
+                detail: Malformed::NotCoseSign1 { .. }
+            }
+        ),
+        "{reason:?}"
+    );
 }
 
 #[test]
 fn flipped_signature_byte_is_bad_signature() {
     let issuer = TestIssuer::new(8);
-    let mut sign1 = issuer.sign_with_header(issuer.protected_header(), &sample_claims(issue_time()));
+    let mut sign1 =
+        issuer.sign_with_header(issuer.protected_header(), &sample_claims(issue_time()));
     sign1.signature[10] ^= 0x01;
 
-    let reason = invalid_reason(verify_cose(&reencode(sign1), &issuer.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &reencode(sign1),
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
     assert_eq!(reason, InvalidReason::BadSignature);
 }
@@ -410,11 +572,17 @@ fn flipped_signature_byte_is_bad_signature() {
 #[test]
 fn changed_payload_is_bad_signature() {
     let issuer = TestIssuer::new(8);
-    let mut sign1 = issuer.sign_with_header(issuer.protected_header(), &sample_claims(issue_time()));
+    let mut sign1 =
+        issuer.sign_with_header(issuer.protected_header(), &sample_claims(issue_time()));
     let other = issuer.sign_with_header(issuer.protected_header(), &sample_claims(issue_time()));
     sign1.payload = other.payload;
 
-    let reason = invalid_reason(verify_cose(&reencode(sign1), &issuer.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &reencode(sign1),
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
     assert_eq!(reason, InvalidReason::BadSignature);
 }
@@ -428,13 +596,24 @@ fn unknown_algorithm_is_malformed() {
         RegisteredLabelWithPrivate::Text("unknown".to_owned()),
     ];
     for label in labels {
-        let mut sign1 = issuer.sign_with_header(issuer.protected_header(), &sample_claims(issue_time()));
+        let mut sign1 =
+            issuer.sign_with_header(issuer.protected_header(), &sample_claims(issue_time()));
         sign1.protected.header.alg = Some(label.clone());
 
-        let reason = invalid_reason(verify_cose(&reencode(sign1), &issuer.trust_list, &no_revocations(), issue_time()));
+        let reason = invalid_reason(verify_cose(
+            &reencode(sign1),
+            &issuer.trust_list,
+            &no_revocations(),
+            issue_time(),
+        ));
 
         assert!(
-            matches!(reason, InvalidReason::Malformed { detail: Malformed::UnsupportedAlgorithm { .. } }),
+            matches!(
+                reason,
+                InvalidReason::Malformed {
+                    detail: Malformed::UnsupportedAlgorithm { .. }
+                }
+            ),
             "{label:?}: {reason:?}"
         );
     }
@@ -443,10 +622,18 @@ fn unknown_algorithm_is_malformed() {
 #[test]
 fn added_protected_attribute_is_bad_signature() {
     let issuer = TestIssuer::new(8);
-    let mut sign1 = issuer.sign_with_header(issuer.protected_header(), &sample_claims(issue_time()));
-    sign1.protected.header.content_type = Some(coset::ContentType::Assigned(iana::CoapContentFormat::TextPlainUtf8));
+    let mut sign1 =
+        issuer.sign_with_header(issuer.protected_header(), &sample_claims(issue_time()));
+    sign1.protected.header.content_type = Some(coset::ContentType::Assigned(
+        iana::CoapContentFormat::TextPlainUtf8,
+    ));
 
-    let reason = invalid_reason(verify_cose(&reencode(sign1), &issuer.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &reencode(sign1),
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
     assert_eq!(reason, InvalidReason::BadSignature);
 }
@@ -455,12 +642,25 @@ fn added_protected_attribute_is_bad_signature() {
 fn removed_protected_attribute_is_bad_signature() {
     let issuer = TestIssuer::new(8);
     let mut header = issuer.protected_header();
-    header.content_type = Some(coset::ContentType::Assigned(iana::CoapContentFormat::TextPlainUtf8));
+    header.content_type = Some(coset::ContentType::Assigned(
+        iana::CoapContentFormat::TextPlainUtf8,
+    ));
     let mut sign1 = issuer.sign_with_header(header, &sample_claims(issue_time()));
-    assert!(verify_cose(&reencode(sign1.clone()), &issuer.trust_list, &no_revocations(), issue_time()).is_valid());
+    assert!(verify_cose(
+        &reencode(sign1.clone()),
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time()
+    )
+    .is_valid());
     sign1.protected.header.content_type = None;
 
-    let reason = invalid_reason(verify_cose(&reencode(sign1), &issuer.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &reencode(sign1),
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
     assert_eq!(reason, InvalidReason::BadSignature);
 }
@@ -468,13 +668,28 @@ fn removed_protected_attribute_is_bad_signature() {
 #[test]
 fn kid_only_in_unprotected_header_is_malformed() {
     let issuer = TestIssuer::new(8);
-    let protected = coset::HeaderBuilder::new().algorithm(iana::Algorithm::EdDSA).build();
+    let protected = coset::HeaderBuilder::new()
+        .algorithm(iana::Algorithm::EdDSA)
+        .build();
     let mut sign1 = issuer.sign_with_header(protected, &sample_claims(issue_time()));
     sign1.unprotected.key_id = issuer.key_id.as_bytes().to_vec();
 
-    let reason = invalid_reason(verify_cose(&reencode(sign1), &issuer.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &reencode(sign1),
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
-    assert!(matches!(reason, InvalidReason::Malformed { detail: Malformed::BadKeyId { .. } }), "{reason:?}");
+    assert!(
+        matches!(
+            reason,
+            InvalidReason::Malformed {
+                detail: Malformed::BadKeyId { .. }
+            }
+        ),
+        "{reason:?}"
+    );
 }
 
 #[test]
@@ -487,9 +702,22 @@ fn signed_garbage_payload_is_bad_claims() {
         .create_signature(b"", |tbs| issuer.signing_key.sign(tbs).to_bytes().to_vec())
         .build();
 
-    let reason = invalid_reason(verify_cose(&sign1.to_tagged_vec().unwrap(), &issuer.trust_list, &no_revocations(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &sign1.to_tagged_vec().unwrap(),
+        &issuer.trust_list,
+        &no_revocations(),
+        issue_time(),
+    ));
 
-    assert!(matches!(reason, InvalidReason::Malformed { detail: Malformed::BadClaims { .. } }), "{reason:?}");
+    assert!(
+        matches!(
+            reason,
+            InvalidReason::Malformed {
+                detail: Malformed::BadClaims { .. }
+            }
+        ),
+        "{reason:?}"
+    );
 }
 
 #[test]

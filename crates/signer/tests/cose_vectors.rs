@@ -1,7 +1,7 @@
 //! Published COSE test vectors from cose-wg/Examples, read at test time from `../shared/vectors`.
 //!
-//! `eddsa-sig-01.json` is a COSE_Sign1 signed with the RFC 8032 TEST 1 key; it checks that
-//! coset builds the same Sig_structure and that the signer's signature check accepts it. The
+//! `eddsa-sig-01.json` is a COSE_Sign1 signed with the RFC 8032 TEST 1 key. It checks that coset
+//! builds the same Sig_structure and that the signer's signature check accepts it. The
 //! `sign-fail-*.json` cases are ES256, so their failure kinds are replayed on an EdDSA
 //! certificate of this crate, and each must be rejected with the matching reason.
 //!
@@ -20,16 +20,21 @@ use signer::certificate::verify_sign1_signature;
 use signer::{verify_cose, InvalidReason, Malformed};
 
 use common::{
-    check_vectors_dir, encode_with_tag, invalid_reason, issue_time, reencode, sample_claims, vectors_dir, TestIssuer,
+    check_vectors_dir, encode_with_tag, invalid_reason, issue_time, reencode, sample_claims,
+    vectors_dir, TestIssuer,
 };
 
 fn read_json(path: &Path) -> Value {
-    let text = fs::read_to_string(path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+    let text =
+        fs::read_to_string(path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|err| panic!("parsing {}: {err}", path.display()))
 }
 
 fn hex_field(json: &Value, pointer: &str) -> Vec<u8> {
-    let text = json.pointer(pointer).and_then(Value::as_str).unwrap_or_else(|| panic!("missing {pointer}"));
+    let text = json
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("missing {pointer}"));
     hex::decode(text).unwrap_or_else(|err| panic!("{pointer} is not hex: {err}"))
 }
 
@@ -46,14 +51,22 @@ fn eddsa_sig_01_verifies() {
     let Some(dir) = vectors_dir() else { return };
     let json = read_json(&dir.join("cose/eddsa-examples/eddsa-sig-01.json"));
     let cose = hex_field(&json, "/output/cbor");
-    let public: [u8; 32] = hex_field(&json, "/input/sign0/key/x_hex").try_into().unwrap();
+    let public: [u8; 32] = hex_field(&json, "/input/sign0/key/x_hex")
+        .try_into()
+        .unwrap();
     let key = VerifyingKey::from_bytes(&public).unwrap();
 
     let sign1 = CoseSign1::from_tagged_slice(&cose).unwrap();
 
-    assert_eq!(sign1.protected.header.alg, Some(RegisteredLabelWithPrivate::Assigned(iana::Algorithm::EdDSA)));
+    assert_eq!(
+        sign1.protected.header.alg,
+        Some(RegisteredLabelWithPrivate::Assigned(iana::Algorithm::EdDSA))
+    );
     assert_eq!(sign1.payload.as_deref(), Some(&b"This is the content."[..]));
-    assert_eq!(sign1.tbs_data(b""), hex_field(&json, "/intermediates/ToBeSign_hex"));
+    assert_eq!(
+        sign1.tbs_data(b""),
+        hex_field(&json, "/intermediates/ToBeSign_hex")
+    );
     assert!(verify_sign1_signature(&sign1, &key).is_ok());
 }
 
@@ -61,21 +74,32 @@ fn eddsa_sig_01_verifies() {
 fn eddsa_sig_01_key_is_rfc8032_test_1() {
     let Some(dir) = vectors_dir() else { return };
     let json = read_json(&dir.join("cose/eddsa-examples/eddsa-sig-01.json"));
-    let secret: [u8; 32] = hex_field(&json, "/input/sign0/key/d_hex").try_into().unwrap();
+    let secret: [u8; 32] = hex_field(&json, "/input/sign0/key/d_hex")
+        .try_into()
+        .unwrap();
     let signing_key = SigningKey::from_bytes(&secret);
 
     let signature = signing_key.sign(&hex_field(&json, "/intermediates/ToBeSign_hex"));
     let sign1 = CoseSign1::from_tagged_slice(&hex_field(&json, "/output/cbor")).unwrap();
 
-    assert_eq!(hex::encode(signing_key.verifying_key().as_bytes()), "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
-    assert_eq!(signature.to_bytes().to_vec(), sign1.signature, "Ed25519 is deterministic");
+    assert_eq!(
+        hex::encode(signing_key.verifying_key().as_bytes()),
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    );
+    assert_eq!(
+        signature.to_bytes().to_vec(),
+        sign1.signature,
+        "Ed25519 is deterministic"
+    );
 }
 
 #[test]
 fn eddsa_sig_01_changed_payload_fails() {
     let Some(dir) = vectors_dir() else { return };
     let json = read_json(&dir.join("cose/eddsa-examples/eddsa-sig-01.json"));
-    let public: [u8; 32] = hex_field(&json, "/input/sign0/key/x_hex").try_into().unwrap();
+    let public: [u8; 32] = hex_field(&json, "/input/sign0/key/x_hex")
+        .try_into()
+        .unwrap();
     let key = VerifyingKey::from_bytes(&public).unwrap();
     let mut sign1 = CoseSign1::from_tagged_slice(&hex_field(&json, "/output/cbor")).unwrap();
 
@@ -85,16 +109,29 @@ fn eddsa_sig_01_changed_payload_fails() {
 }
 
 #[test]
-fn eddsa_sig_01_rejected_as_certificate_for_unprotected_kid() {
-    // The example puts kid "11" in the unprotected header; certificates need an 8-byte
-    // protected kid, so the example is well signed but not a certificate of this ledger.
+fn eddsa_sig_01_unprotected_kid_rejected() {
+    // The example puts kid "11" in the unprotected header. Certificates need an 8-byte protected
+    // kid, so the example is well signed but is not a certificate of this ledger.
     let Some(dir) = vectors_dir() else { return };
     let json = read_json(&dir.join("cose/eddsa-examples/eddsa-sig-01.json"));
     let issuer = TestIssuer::new(1);
 
-    let reason = invalid_reason(verify_cose(&hex_field(&json, "/output/cbor"), &issuer.trust_list, &HashSet::new(), issue_time()));
+    let reason = invalid_reason(verify_cose(
+        &hex_field(&json, "/output/cbor"),
+        &issuer.trust_list,
+        &HashSet::new(),
+        issue_time(),
+    ));
 
-    assert!(matches!(reason, InvalidReason::Malformed { detail: Malformed::BadKeyId { .. } }), "{reason:?}");
+    assert!(
+        matches!(
+            reason,
+            InvalidReason::Malformed {
+                detail: Malformed::BadKeyId { .. }
+            }
+        ),
+        "{reason:?}"
+    );
 }
 
 /// Re-encodes a signed COSE_Sign1 with a protected header of `{1: alg, 4: kid}` built by hand,
@@ -104,7 +141,10 @@ fn with_raw_protected_alg(issuer: &TestIssuer, sign1: CoseSign1, alg: ciborium::
     use ciborium::Value as Cbor;
     let protected = Cbor::Map(vec![
         (Cbor::from(1), alg),
-        (Cbor::from(4), Cbor::Bytes(issuer.key_id.as_bytes().to_vec())),
+        (
+            Cbor::from(4),
+            Cbor::Bytes(issuer.key_id.as_bytes().to_vec()),
+        ),
     ]);
     let mut protected_bytes = Vec::new();
     ciborium::into_writer(&protected, &mut protected_bytes).unwrap();
@@ -122,50 +162,77 @@ fn with_raw_protected_alg(issuer: &TestIssuer, sign1: CoseSign1, alg: ciborium::
 
 /// Applies one cose-wg failure kind to a fresh EdDSA certificate and returns the bytes and the
 /// expected rejection check.
-fn apply_failure(issuer: &TestIssuer, kind: &str, argument: &Value) -> (Vec<u8>, fn(&InvalidReason) -> bool) {
+fn apply_failure(
+    issuer: &TestIssuer,
+    kind: &str,
+    argument: &Value,
+) -> (Vec<u8>, fn(&InvalidReason) -> bool) {
     let claims = sample_claims(issue_time());
     match kind {
         "ChangeCBORTag" => {
             let tag = argument.as_u64().expect("ChangeCBORTag takes a tag number");
             let sign1 = issuer.sign_with_header(issuer.protected_header(), &claims);
             (encode_with_tag(sign1, tag), |reason| {
-                matches!(reason, InvalidReason::Malformed { detail: Malformed::NotCoseSign1 { .. } })
+                matches!(
+                    reason,
+                    InvalidReason::Malformed {
+                        detail: Malformed::NotCoseSign1 { .. }
+                    }
+                )
             })
         }
         "ChangeTag" => {
             let mut sign1 = issuer.sign_with_header(issuer.protected_header(), &claims);
             let last = sign1.signature.len() - 1;
             sign1.signature[last] ^= 0x01;
-            (reencode(sign1), |reason| *reason == InvalidReason::BadSignature)
+            (reencode(sign1), |reason| {
+                *reason == InvalidReason::BadSignature
+            })
         }
         "ChangeAttr" => {
             let alg = argument.get("alg").expect("ChangeAttr changes alg");
             let sign1 = issuer.sign_with_header(issuer.protected_header(), &claims);
             let alg_value = match alg {
-                Value::Number(number) => ciborium::Value::from(number.as_i64().expect("integer alg")),
+                Value::Number(number) => {
+                    ciborium::Value::from(number.as_i64().expect("integer alg"))
+                }
                 Value::String(text) => ciborium::Value::Text(text.clone()),
                 other => panic!("unexpected alg {other}"),
             };
             (with_raw_protected_alg(issuer, sign1, alg_value), |reason| {
                 matches!(
                     reason,
-                    InvalidReason::Malformed { detail: Malformed::UnsupportedAlgorithm { .. } | Malformed::NotCoseSign1 { .. } }
+                    InvalidReason::Malformed {
+                        detail: Malformed::UnsupportedAlgorithm { .. }
+                            | Malformed::NotCoseSign1 { .. }
+                    }
                 )
             })
         }
         "AddProtected" => {
             assert!(argument.get("ctyp").is_some(), "AddProtected adds ctyp");
             let mut sign1 = issuer.sign_with_header(issuer.protected_header(), &claims);
-            sign1.protected.header.content_type = Some(coset::ContentType::Assigned(iana::CoapContentFormat::TextPlainUtf8));
-            (reencode(sign1), |reason| *reason == InvalidReason::BadSignature)
+            sign1.protected.header.content_type = Some(coset::ContentType::Assigned(
+                iana::CoapContentFormat::TextPlainUtf8,
+            ));
+            (reencode(sign1), |reason| {
+                *reason == InvalidReason::BadSignature
+            })
         }
         "RemoveProtected" => {
-            assert!(argument.get("ctyp").is_some(), "RemoveProtected removes ctyp");
+            assert!(
+                argument.get("ctyp").is_some(),
+                "RemoveProtected removes ctyp"
+            );
             let mut header = issuer.protected_header();
-            header.content_type = Some(coset::ContentType::Assigned(iana::CoapContentFormat::TextPlainUtf8));
+            header.content_type = Some(coset::ContentType::Assigned(
+                iana::CoapContentFormat::TextPlainUtf8,
+            ));
             let mut sign1 = issuer.sign_with_header(header, &claims);
             sign1.protected.header.content_type = None;
-            (reencode(sign1), |reason| *reason == InvalidReason::BadSignature)
+            (reencode(sign1), |reason| {
+                *reason == InvalidReason::BadSignature
+            })
         }
         other => panic!("failure kind {other} has no EdDSA equivalent here yet; add one"),
     }
@@ -178,20 +245,38 @@ fn sign1_failure_kinds_rejected_for_eddsa() {
     let mut paths: Vec<_> = fs::read_dir(dir.join("cose/sign1-tests"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
-        .filter(|path| path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with("sign-fail-")))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("sign-fail-"))
+        })
         .collect();
     paths.sort();
-    assert!(paths.len() >= 5, "expected the sign-fail cases, found {paths:?}");
+    assert!(
+        paths.len() >= 5,
+        "expected the sign-fail cases, found {paths:?}"
+    );
 
     for path in paths {
         let json = read_json(&path);
-        let failures = json["input"]["failures"].as_object().unwrap_or_else(|| panic!("{} has no failures", path.display()));
+        let failures = json["input"]["failures"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{} has no failures", path.display()));
         for (kind, argument) in failures {
             let (cose, expected) = apply_failure(&issuer, kind, argument);
 
-            let reason = invalid_reason(verify_cose(&cose, &issuer.trust_list, &HashSet::new(), issue_time()));
+            let reason = invalid_reason(verify_cose(
+                &cose,
+                &issuer.trust_list,
+                &HashSet::new(),
+                issue_time(),
+            ));
 
-            assert!(expected(&reason), "{} ({kind}): got {reason:?}", path.display());
+            assert!(
+                expected(&reason),
+                "{} ({kind}): got {reason:?}",
+                path.display()
+            );
         }
     }
 }

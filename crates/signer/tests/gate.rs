@@ -1,4 +1,4 @@
-//! The issuing gate against an event log: refusals without evidence, the full flow, re-issue
+//! The issuing gate against an event log: rejections without evidence, the full flow, re-issue
 //! after revocation, the optimistic-concurrency contract, and the certificate vault.
 
 mod common;
@@ -11,8 +11,8 @@ use domain::ids::{AppointmentId, CentreId, CertificateId};
 use domain::vaccine::VaccineCatalogue;
 use sha2::{Digest, Sha256};
 use signer::{
-    issue_certificate, verify_qr, CertificateVault, IssuedCertificate, KeyRing, NotEligibleReason, SignerError,
-    StoredCertificate, Verification,
+    issue_certificate, verify_qr, CertificateVault, IssuedCertificate, KeyRing, NotEligibleReason,
+    SignerError, StoredCertificate, Verification,
 };
 use store::{EventStore, ExpectedRevision, StoreError, StreamAppend};
 use uuid::Uuid;
@@ -29,7 +29,11 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let keys = KeyRing::open_or_create_at(dir.path().join("keys"), issue_time() - chrono::Duration::days(1)).unwrap();
+    let keys = KeyRing::open_or_create_at(
+        dir.path().join("keys"),
+        issue_time() - chrono::Duration::days(1),
+    )
+    .unwrap();
     Setup {
         store: Arc::new(MemoryStore::new()),
         keys,
@@ -64,72 +68,122 @@ impl Setup {
     }
 }
 
-fn refusal(result: Result<IssuedCertificate, SignerError>) -> NotEligibleReason {
+fn not_eligible_reason(result: Result<IssuedCertificate, SignerError>) -> NotEligibleReason {
     match result {
         Err(SignerError::NotEligible { reason, .. }) => reason,
-        Err(other) => panic!("expected a refusal, got error {other}"),
-        Ok(issued) => panic!("expected a refusal, got certificate {:?}", issued.record),
+        Err(other) => panic!("expected NotEligible, got error {other}"),
+        Ok(issued) => panic!("expected NotEligible, got certificate {:?}", issued.record),
     }
 }
 
 #[tokio::test]
-async fn gate_refuses_unknown_appointment() {
+async fn gate_rejects_unknown_appointment() {
     let setup = setup();
 
-    assert_eq!(refusal(setup.issue().await), NotEligibleReason::NotBooked);
+    assert_eq!(
+        not_eligible_reason(setup.issue().await),
+        NotEligibleReason::NotBooked
+    );
 }
 
 #[tokio::test]
-async fn gate_refuses_booking_only() {
+async fn gate_rejects_booking_only() {
     let setup = setup();
     setup.ledger.register(setup.store.as_ref()).await;
     setup.ledger.book(setup.store.as_ref()).await;
 
-    assert_eq!(refusal(setup.issue().await), NotEligibleReason::CodeNotVerified);
+    assert_eq!(
+        not_eligible_reason(setup.issue().await),
+        NotEligibleReason::CodeNotVerified
+    );
 }
 
 #[tokio::test]
-async fn gate_refuses_verified_code_without_dose() {
+async fn gate_rejects_verified_code_without_dose() {
     let setup = setup();
     setup.ledger.register(setup.store.as_ref()).await;
     setup.ledger.book(setup.store.as_ref()).await;
     setup.ledger.verify_code(setup.store.as_ref()).await;
 
-    assert_eq!(refusal(setup.issue().await), NotEligibleReason::NoDose);
+    assert_eq!(
+        not_eligible_reason(setup.issue().await),
+        NotEligibleReason::NoDose
+    );
 }
 
 #[tokio::test]
-async fn gate_refuses_dose_without_verified_code() {
+async fn gate_rejects_dose_without_verified_code() {
     let setup = setup();
     setup.ledger.register(setup.store.as_ref()).await;
     setup.ledger.book(setup.store.as_ref()).await;
     setup.ledger.give_dose(setup.store.as_ref()).await;
 
-    assert_eq!(refusal(setup.issue().await), NotEligibleReason::CodeNotVerified);
+    assert_eq!(
+        not_eligible_reason(setup.issue().await),
+        NotEligibleReason::CodeNotVerified
+    );
 }
 
 #[tokio::test]
-async fn gate_refuses_code_verified_after_dose() {
+async fn gate_rejects_code_verified_after_dose() {
     let setup = setup();
     setup.ledger.register(setup.store.as_ref()).await;
     setup.ledger.book(setup.store.as_ref()).await;
     setup.ledger.give_dose(setup.store.as_ref()).await;
     setup.ledger.verify_code(setup.store.as_ref()).await;
 
-    assert_eq!(refusal(setup.issue().await), NotEligibleReason::CodeNotVerified);
+    assert_eq!(
+        not_eligible_reason(setup.issue().await),
+        NotEligibleReason::CodeNotVerified
+    );
 }
 
 #[tokio::test]
-async fn gate_refuses_code_verified_at_other_centre() {
+async fn gate_rejects_code_verified_at_other_centre() {
     let setup = setup();
     setup.ledger.register(setup.store.as_ref()).await;
     setup.ledger.book(setup.store.as_ref()).await;
-    setup.ledger.verify_code_at(setup.store.as_ref(), CentreId::new(Uuid::new_v4())).await;
+    setup
+        .ledger
+        .verify_code_at(setup.store.as_ref(), CentreId::new(Uuid::new_v4()))
+        .await;
     setup.ledger.give_dose(setup.store.as_ref()).await;
 
-    let reason = refusal(setup.issue().await);
+    let reason = not_eligible_reason(setup.issue().await);
 
-    assert!(matches!(reason, NotEligibleReason::EvidenceMismatch { .. }), "{reason:?}");
+    assert!(
+        matches!(reason, NotEligibleReason::EvidenceMismatch { .. }),
+        "{reason:?}"
+    );
+}
+
+#[tokio::test]
+async fn gate_rejects_dose_of_other_vaccine() {
+    let setup = setup();
+    setup.ledger.register(setup.store.as_ref()).await;
+    setup.ledger.book(setup.store.as_ref()).await;
+    setup.ledger.verify_code(setup.store.as_ref()).await;
+    append(
+        setup.store.as_ref(),
+        Event::DoseAdministered {
+            appointment_id: setup.ledger.appointment_id,
+            beneficiary_id: setup.ledger.beneficiary_id,
+            centre_id: setup.ledger.centre_id,
+            vaccine: "COVAXIN".to_owned(),
+            batch: "BB21044".to_owned(),
+            dose_number: 1,
+            vaccinator_id: "vaccinator-3".to_owned(),
+            administered_at: issue_time(),
+        },
+    )
+    .await;
+
+    let reason = not_eligible_reason(setup.issue().await);
+
+    let NotEligibleReason::EvidenceMismatch { detail } = reason else {
+        panic!("expected EvidenceMismatch, got {reason:?}");
+    };
+    assert!(detail.contains("COVAXIN"), "{detail}");
 }
 
 #[tokio::test]
@@ -201,7 +255,12 @@ async fn gate_certificate_verifies() {
     setup.ledger.full_flow(setup.store.as_ref()).await;
     let issued = setup.issue().await.unwrap();
 
-    let verification = verify_qr(&issued.qr_text, &setup.keys.trust_list(issue_time()), &HashSet::new(), issue_time());
+    let verification = verify_qr(
+        &issued.qr_text,
+        &setup.keys.trust_list(issue_time()),
+        &HashSet::new(),
+        issue_time(),
+    );
 
     let Verification::Valid { record, .. } = verification else {
         panic!("expected valid, got {verification:?}");
@@ -210,15 +269,20 @@ async fn gate_certificate_verifies() {
 }
 
 #[tokio::test]
-async fn gate_refuses_second_certificate() {
+async fn gate_rejects_second_certificate() {
     let setup = setup();
     setup.ledger.full_flow(setup.store.as_ref()).await;
     let first = setup.issue().await.unwrap();
     setup.append_issued(&first).await.unwrap();
 
-    let reason = refusal(setup.issue().await);
+    let reason = not_eligible_reason(setup.issue().await);
 
-    assert_eq!(reason, NotEligibleReason::AlreadyIssued { certificate_id: first.record.certificate_id });
+    assert_eq!(
+        reason,
+        NotEligibleReason::AlreadyIssued {
+            certificate_id: first.record.certificate_id
+        }
+    );
 }
 
 #[tokio::test]
@@ -227,7 +291,10 @@ async fn gate_reissues_after_revocation() {
     setup.ledger.full_flow(setup.store.as_ref()).await;
     let first = setup.issue().await.unwrap();
     setup.append_issued(&first).await.unwrap();
-    setup.ledger.revoke(setup.store.as_ref(), first.record.certificate_id).await;
+    setup
+        .ledger
+        .revoke(setup.store.as_ref(), first.record.certificate_id)
+        .await;
 
     let second = setup.issue().await.unwrap();
 
@@ -245,8 +312,14 @@ async fn gate_append_conflicts_after_concurrent_change() {
 
     let err = setup.append_issued(&issued).await.unwrap_err();
 
-    assert!(matches!(err, StoreError::WrongExpectedRevision { .. }), "{err}");
-    assert!(matches!(refusal(setup.issue().await), NotEligibleReason::AlreadyIssued { .. }));
+    assert!(
+        matches!(err, StoreError::WrongExpectedRevision { .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        not_eligible_reason(setup.issue().await),
+        NotEligibleReason::AlreadyIssued { .. }
+    ));
 }
 
 #[tokio::test]
@@ -289,7 +362,10 @@ async fn gate_errors_without_beneficiary_registration() {
 async fn gate_errors_on_unknown_vaccine() {
     let mut setup = setup();
     setup.ledger.full_flow(setup.store.as_ref()).await;
-    setup.catalogue.vaccines.retain(|vaccine| vaccine.name != "COVISHIELD");
+    setup
+        .catalogue
+        .vaccines
+        .retain(|vaccine| vaccine.name != "COVISHIELD");
 
     let err = setup.issue().await.unwrap_err();
 
@@ -299,17 +375,34 @@ async fn gate_errors_on_unknown_vaccine() {
 #[tokio::test]
 async fn gate_works_with_sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::sqlite::SqliteStore::open(&dir.path().join("events.db")).await.unwrap();
+    let store = store::sqlite::SqliteStore::open(&dir.path().join("events.db"))
+        .await
+        .unwrap();
     let keys = KeyRing::open_or_create_at(dir.path().join("keys"), issue_time()).unwrap();
     let ledger = Ledger::new();
     let (verified_position, dose_position) = ledger.full_flow(store.as_ref()).await;
     let other = AppointmentId::new(Uuid::new_v4());
     let certificate_id = CertificateId::new(Uuid::new_v4());
 
-    let issued = issue_certificate(store.as_ref(), &keys, &VaccineCatalogue::default(), ledger.appointment_id, certificate_id, issue_time())
-        .await
-        .unwrap();
-    let refused = issue_certificate(store.as_ref(), &keys, &VaccineCatalogue::default(), other, certificate_id, issue_time()).await;
+    let issued = issue_certificate(
+        store.as_ref(),
+        &keys,
+        &VaccineCatalogue::default(),
+        ledger.appointment_id,
+        certificate_id,
+        issue_time(),
+    )
+    .await
+    .unwrap();
+    let rejected = issue_certificate(
+        store.as_ref(),
+        &keys,
+        &VaccineCatalogue::default(),
+        other,
+        certificate_id,
+        issue_time(),
+    )
+    .await;
     store
         .append(vec![StreamAppend {
             stream_id: issued.event.stream_id(),
@@ -321,8 +414,15 @@ async fn gate_works_with_sqlite_store() {
 
     assert_eq!(issued.record.code_verified_position, verified_position);
     assert_eq!(issued.record.dose_position, dose_position);
-    assert_eq!(refusal(refused), NotEligibleReason::NotBooked);
-    assert_eq!(store.read_stream(&ledger.appointment_id.stream_id(), 0).await.unwrap().len(), 4);
+    assert_eq!(not_eligible_reason(rejected), NotEligibleReason::NotBooked);
+    assert_eq!(
+        store
+            .read_stream(&ledger.appointment_id.stream_id(), 0)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 #[tokio::test]
@@ -336,9 +436,21 @@ async fn vault_put_get_round_trip() {
     vault.put(&stored).await.unwrap();
     vault.put(&stored).await.unwrap();
 
-    assert_eq!(vault.get(issued.record.certificate_id).await.unwrap(), Some(stored.clone()));
-    assert_eq!(vault.get_by_appointment(setup.ledger.appointment_id).await.unwrap(), vec![stored]);
-    assert_eq!(vault.get(CertificateId::new(Uuid::new_v4())).await.unwrap(), None);
+    assert_eq!(
+        vault.get(issued.record.certificate_id).await.unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(
+        vault
+            .get_by_appointment(setup.ledger.appointment_id)
+            .await
+            .unwrap(),
+        vec![stored]
+    );
+    assert_eq!(
+        vault.get(CertificateId::new(Uuid::new_v4())).await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -364,11 +476,23 @@ async fn vault_survives_reopen() {
     setup.ledger.full_flow(setup.store.as_ref()).await;
     let issued = setup.issue().await.unwrap();
     let path = dir.path().join("certificates.db");
-    CertificateVault::open(&path).unwrap().put(&StoredCertificate::from(&issued)).await.unwrap();
+    CertificateVault::open(&path)
+        .unwrap()
+        .put(&StoredCertificate::from(&issued))
+        .await
+        .unwrap();
 
     let reopened = CertificateVault::open(&path).unwrap();
 
-    assert_eq!(reopened.get(issued.record.certificate_id).await.unwrap().unwrap().cose, issued.cose);
+    assert_eq!(
+        reopened
+            .get(issued.record.certificate_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cose,
+        issued.cose
+    );
 }
 
 #[tokio::test]
@@ -376,18 +500,28 @@ async fn gate_ignores_events_of_other_appointments() {
     let setup = setup();
     setup.ledger.full_flow(setup.store.as_ref()).await;
     let other = Ledger::new();
-    append(setup.store.as_ref(), Event::CodeVerified {
-        appointment_id: other.appointment_id,
-        centre_id: other.centre_id,
-        verifier_id: "verifier-9".to_owned(),
-    })
+    append(
+        setup.store.as_ref(),
+        Event::CodeVerified {
+            appointment_id: other.appointment_id,
+            centre_id: other.centre_id,
+            verifier_id: "verifier-9".to_owned(),
+        },
+    )
     .await;
 
     assert!(setup.issue().await.is_ok());
     assert_eq!(
-        refusal(
-            issue_certificate(setup.store.as_ref(), &setup.keys, &setup.catalogue, other.appointment_id, CertificateId::new(Uuid::new_v4()), issue_time())
-                .await
+        not_eligible_reason(
+            issue_certificate(
+                setup.store.as_ref(),
+                &setup.keys,
+                &setup.catalogue,
+                other.appointment_id,
+                CertificateId::new(Uuid::new_v4()),
+                issue_time()
+            )
+            .await
         ),
         NotEligibleReason::NotBooked
     );

@@ -53,7 +53,12 @@ fn signing_key(vector: &Vector) -> SigningKey {
 fn rfc8032_public_key_derivation() {
     for vector in &VECTORS {
         let derived = signing_key(vector).verifying_key();
-        assert_eq!(hex::encode(derived.as_bytes()), vector.public_key, "{}", vector.name);
+        assert_eq!(
+            hex::encode(derived.as_bytes()),
+            vector.public_key,
+            "{}",
+            vector.name
+        );
     }
 }
 
@@ -62,7 +67,12 @@ fn rfc8032_signatures_match() {
     for vector in &VECTORS {
         let message = hex::decode(vector.message).unwrap();
         let signature = signing_key(vector).sign(&message);
-        assert_eq!(hex::encode(signature.to_bytes()), vector.signature, "{}", vector.name);
+        assert_eq!(
+            hex::encode(signature.to_bytes()),
+            vector.signature,
+            "{}",
+            vector.name
+        );
     }
 }
 
@@ -73,7 +83,11 @@ fn rfc8032_signatures_verify_strict() {
         let key = VerifyingKey::from_bytes(&public).unwrap();
         let message = hex::decode(vector.message).unwrap();
         let signature = Signature::from_slice(&hex::decode(vector.signature).unwrap()).unwrap();
-        assert!(key.verify_strict(&message, &signature).is_ok(), "{}", vector.name);
+        assert!(
+            key.verify_strict(&message, &signature).is_ok(),
+            "{}",
+            vector.name
+        );
     }
 }
 
@@ -85,7 +99,11 @@ fn rfc8032_rejects_changed_message() {
         let mut message = hex::decode(vector.message).unwrap();
         message.push(0);
         let signature = Signature::from_slice(&hex::decode(vector.signature).unwrap()).unwrap();
-        assert!(key.verify_strict(&message, &signature).is_err(), "{}", vector.name);
+        assert!(
+            key.verify_strict(&message, &signature).is_err(),
+            "{}",
+            vector.name
+        );
     }
 }
 

@@ -12,7 +12,8 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use domain::events::{Event, Gender, PhotoIdType, RevocationReason};
 use domain::ids::{AppointmentId, BeneficiaryId, CentreId, CertificateId, SessionId};
 use store::{
-    AppendOutcome, EventStore, ExpectedRevision, Metadata, NewEvent, RecordedEvent, StoreError, StreamAppend,
+    AppendOutcome, EventStore, ExpectedRevision, Metadata, NewEvent, RecordedEvent, StoreError,
+    StreamAppend,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -29,13 +30,20 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// Creates an empty store.
     pub fn new() -> Self {
-        Self { events: Mutex::new(Vec::new()), head: watch::channel(0).0 }
+        Self {
+            events: Mutex::new(Vec::new()),
+            head: watch::channel(0).0,
+        }
     }
 }
 
 /// Returns the current revision of a stream in `events`.
 fn stream_revision(events: &[RecordedEvent], stream_id: &str) -> Option<u64> {
-    events.iter().rev().find(|event| event.stream_id == stream_id).map(|event| event.revision)
+    events
+        .iter()
+        .rev()
+        .find(|event| event.stream_id == stream_id)
+        .map(|event| event.revision)
 }
 
 #[async_trait]
@@ -45,12 +53,12 @@ impl EventStore for MemoryStore {
 
         for append in &appends {
             let actual = stream_revision(&events, &append.stream_id);
-            let holds = match append.expected {
+            let expectation_met = match append.expected {
                 ExpectedRevision::Any => true,
                 ExpectedRevision::NoStream => actual.is_none(),
                 ExpectedRevision::Exact(revision) => actual == Some(revision),
             };
-            if !holds {
+            if !expectation_met {
                 return Err(StoreError::WrongExpectedRevision {
                     stream_id: append.stream_id.clone(),
                     expected: append.expected,
@@ -90,10 +98,18 @@ impl EventStore for MemoryStore {
         let head = events.len() as u64;
         drop(events);
         self.head.send_replace(head);
-        Ok(AppendOutcome { first_position, last_position, revisions })
+        Ok(AppendOutcome {
+            first_position,
+            last_position,
+            revisions,
+        })
     }
 
-    async fn read_stream(&self, stream_id: &str, from_revision: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_revision: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let events = self.events.lock().unwrap();
         Ok(events
             .iter()
@@ -104,7 +120,12 @@ impl EventStore for MemoryStore {
 
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let events = self.events.lock().unwrap();
-        Ok(events.iter().filter(|event| event.position > after).take(limit).cloned().collect())
+        Ok(events
+            .iter()
+            .filter(|event| event.position > after)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {
@@ -158,7 +179,7 @@ pub fn session_date() -> NaiveDate {
     NaiveDate::from_ymd_opt(2021, 5, 10).unwrap()
 }
 
-/// A fixed time on the session date: 23:30 IST, which is 18:00 UTC the same day.
+/// Returns a fixed time on the session date: 18:00 UTC, which is 23:30 IST the same day.
 pub fn issue_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2021, 5, 10, 18, 0, 0).unwrap()
 }
@@ -317,7 +338,8 @@ pub fn check_vectors_dir(dir: PathBuf, in_ci: bool) -> Result<Option<PathBuf>, S
         ));
     }
     eprintln!(
-        "SKIPPED: test vectors folder {} is missing; place the shared vectors beside the repository to run this test",
+        "SKIPPED: test vectors folder {} is missing; place the shared vectors beside the \
+         repository to run this test",
         dir.display()
     );
     Ok(None)
@@ -384,7 +406,11 @@ impl TestIssuer {
                 status: signer::KeyStatus::Active,
             }],
         };
-        Self { signing_key, key_id, trust_list }
+        Self {
+            signing_key,
+            key_id,
+            trust_list,
+        }
     }
 
     /// Returns the protected header the library writes: alg EdDSA and the 8-byte kid.
@@ -396,7 +422,11 @@ impl TestIssuer {
     }
 
     /// Signs `claims` under `protected` and returns the untagged COSE_Sign1 structure.
-    pub fn sign_with_header(&self, protected: coset::Header, claims: &signer::CertificateClaims) -> coset::CoseSign1 {
+    pub fn sign_with_header(
+        &self,
+        protected: coset::Header,
+        claims: &signer::CertificateClaims,
+    ) -> coset::CoseSign1 {
         use ed25519_dalek::Signer as _;
         let payload = signer::certificate::encode_claims(claims).unwrap();
         coset::CoseSign1Builder::new()
@@ -409,7 +439,9 @@ impl TestIssuer {
     /// Signs `claims` as the library does and returns the tagged bytes.
     pub fn sign(&self, claims: &signer::CertificateClaims) -> Vec<u8> {
         use coset::TaggedCborSerializable as _;
-        self.sign_with_header(self.protected_header(), claims).to_tagged_vec().unwrap()
+        self.sign_with_header(self.protected_header(), claims)
+            .to_tagged_vec()
+            .unwrap()
     }
 }
 
