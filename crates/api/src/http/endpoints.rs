@@ -49,7 +49,7 @@ enum ApiTags {
 /// Bearer token: a staff token from `vaxledger tokens create`, or a citizen token from OTP login.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer")]
-pub struct BearerAuth(Bearer);
+pub struct BearerAuth(pub Bearer);
 
 /// The `/api/v1` operations.
 pub struct Api {
@@ -64,7 +64,7 @@ fn parse_json_enum<T: serde::de::DeserializeOwned>(field: &'static str, value: &
         .map_err(|_| Problem::invalid(field, format!("{field} must be one of: {allowed}")))
 }
 
-fn parse_date(field: &'static str, value: &str) -> Result<NaiveDate, Problem> {
+pub(crate) fn parse_date(field: &'static str, value: &str) -> Result<NaiveDate, Problem> {
     NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
         .map_err(|_| Problem::invalid(field, format!("{field} must be a date as YYYY-MM-DD, such as 2021-05-10")))
 }
@@ -85,47 +85,52 @@ fn idempotency_key(request: &Request) -> Result<Option<String>, Problem> {
     }
 }
 
+/// Authenticates the bearer token and checks its role; any `#[OpenApi]` struct may call it.
+pub(crate) fn authenticate(state: &AppState, auth: &BearerAuth, request: &Request, roles: &[Role]) -> Result<Actor, Problem> {
+    let info = state
+        .ledger
+        .service
+        .authenticate(&auth.0.token, Utc::now())
+        .map_err(|err| {
+            tracing::error!(cause = %err, "token lookup failed");
+            Problem::internal()
+        })?
+        .ok_or_else(|| {
+            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "the bearer token is unknown, revoked or expired", Some("authorization"))
+        })?;
+    if !roles.contains(&info.role) {
+        let allowed: Vec<&str> = roles.iter().map(Role::as_str).collect();
+        return Err(Problem::forbidden(format!(
+            "role {} may not do this; allowed roles: {}",
+            info.role.as_str(),
+            allowed.join(", ")
+        )));
+    }
+    Ok(Actor {
+        token_id: info.token_id,
+        role: info.role,
+        centre_id: info.centre_id,
+        mobile_hash: info.mobile_hash,
+        request_id: request_id(request),
+        idempotency_key: idempotency_key(request)?,
+    })
+}
+
+
 impl Api {
     /// Authenticates the bearer token and checks its role.
-    fn actor(&self, auth: &BearerAuth, request: &Request, roles: &[Role]) -> Result<Actor, Problem> {
-        let info = self
-            .state
-            .ledger
-            .service
-            .authenticate(&auth.0.token, Utc::now())
-            .map_err(|err| {
-                tracing::error!(cause = %err, "token lookup failed");
-                Problem::internal()
-            })?
-            .ok_or_else(|| {
-                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "the bearer token is unknown, revoked or expired", Some("authorization"))
-            })?;
-        if !roles.contains(&info.role) {
-            let allowed: Vec<&str> = roles.iter().map(Role::as_str).collect();
-            return Err(Problem::forbidden(format!(
-                "role {} may not do this; allowed roles: {}",
-                info.role.as_str(),
-                allowed.join(", ")
-            )));
-        }
-        Ok(Actor {
-            token_id: info.token_id,
-            role: info.role,
-            centre_id: info.centre_id,
-            mobile_hash: info.mobile_hash,
-            request_id: request_id(request),
-            idempotency_key: idempotency_key(request)?,
-        })
+    pub(crate) fn actor(&self, auth: &BearerAuth, request: &Request, roles: &[Role]) -> Result<Actor, Problem> {
+        authenticate(&self.state, auth, request, roles)
     }
 
-    async fn settle(&self, position: u64) {
+    pub(crate) async fn settle(&self, position: u64) {
         if let Err(err) = self.state.ledger.projections.wait_for(position, READ_YOUR_WRITES_TIMEOUT).await {
             tracing::warn!(cause = %err, position, "projection lagging behind a write");
         }
     }
 
     /// Returns the first response stored for the actor's idempotency key, if any.
-    fn replay<T: serde::de::DeserializeOwned>(&self, actor: &Actor, route: &str) -> Result<Option<T>, Problem> {
+    pub(crate) fn replay<T: serde::de::DeserializeOwned>(&self, actor: &Actor, route: &str) -> Result<Option<T>, Problem> {
         let Some(key) = &actor.idempotency_key else { return Ok(None) };
         let stored = self.state.ledger.service.idempotent_response(&actor.token_id, key).map_err(|err| {
             tracing::error!(cause = %err, "idempotency lookup failed");
@@ -155,7 +160,7 @@ impl Api {
     }
 
     /// Stores the first outcome of a request that carried an idempotency key.
-    fn remember<T: serde::Serialize>(&self, actor: &Actor, route: &str, outcome: &Result<T, Problem>) {
+    pub(crate) fn remember<T: serde::Serialize>(&self, actor: &Actor, route: &str, outcome: &Result<T, Problem>) {
         let Some(key) = &actor.idempotency_key else { return };
         let (status, body) = match outcome {
             Ok(value) => (200, serde_json::to_string(value).unwrap_or_default()),
@@ -166,7 +171,7 @@ impl Api {
         }
     }
 
-    fn queue_sms(&self, mobile_hash: &str, kind: &str, text: &str, appointment_id: Option<&str>) {
+    pub(crate) fn queue_sms(&self, mobile_hash: &str, kind: &str, text: &str, appointment_id: Option<&str>) {
         let service = &self.state.ledger.service;
         match service.contact(mobile_hash) {
             Ok(Some(mobile)) => {
@@ -968,12 +973,12 @@ fn otp_digest(key: &domain::code::ServerKey, mobile_hash: &str, otp: &str) -> St
     hex::encode(hasher.finalize())
 }
 
-fn internal_problem(err: impl std::fmt::Display) -> Problem {
+pub(crate) fn internal_problem(err: impl std::fmt::Display) -> Problem {
     tracing::error!(cause = %err, "request failed");
     Problem::internal()
 }
 
-fn internal(err: impl std::fmt::Display) -> poem::Error {
+pub(crate) fn internal(err: impl std::fmt::Display) -> poem::Error {
     internal_problem(err).into()
 }
 
