@@ -300,3 +300,48 @@ async fn docs_and_health_served() {
     let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("vaxledger_bookings_total"));
 }
+
+#[tokio::test]
+async fn idempotent_rejection_counted_once() {
+    let s = setup().await;
+    let (appointment_id, code) = s.server.book(&s.citizen, &s.beneficiary_id, &s.session_id).await;
+    let url = format!("{}/api/v1/appointments/{appointment_id}/verification", s.server.base);
+    let mut problems = Vec::new();
+    for _ in 0..3 {
+        let response = s
+            .server
+            .client
+            .post(&url)
+            .bearer_auth(&s.verifier)
+            .header("Idempotency-Key", "verify-once")
+            .json(&json!({"code": other_code(&code)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        problems.push(response.json::<serde_json::Value>().await.unwrap());
+    }
+    for problem in &problems {
+        assert_eq!(problem["attempts"], 1, "{problem}");
+    }
+    let (_, appointment) = s.server.call(Method::GET, &format!("/api/v1/appointments/{appointment_id}"), Some(&s.citizen), None).await;
+    assert_eq!(appointment["rejected_attempts"], 1);
+
+    let centre = json!({"name": "PHC Wagholi", "district": "Pune", "state": "Maharashtra", "pincode": "412207"});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = s
+            .server
+            .client
+            .post(format!("{}/api/v1/centres", s.server.base))
+            .bearer_auth(&s.server.admin)
+            .header("Idempotency-Key", "centre-once")
+            .json(&centre)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        ids.push(response.json::<serde_json::Value>().await.unwrap()["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1]);
+}

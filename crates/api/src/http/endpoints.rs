@@ -159,6 +159,22 @@ impl Api {
         Ok(serde_json::from_value(value).ok())
     }
 
+    /// Runs a command once per idempotency key: a retry with the same key gets the first
+    /// outcome back and appends nothing.
+    // NOTE: two requests with the same key arriving at the same moment both run; keys guard
+    // against client retries after a lost response, not against parallel duplicates.
+    pub(crate) async fn idempotent<T>(&self, actor: &Actor, route: &str, run: impl std::future::Future<Output = Result<T, Problem>>) -> ApiResult<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + poem_openapi::types::ToJSON,
+    {
+        if let Some(replayed) = self.replay::<T>(actor, route)? {
+            return Ok(Json(replayed));
+        }
+        let outcome = run.await;
+        self.remember(actor, route, &outcome);
+        Ok(Json(outcome?))
+    }
+
     /// Stores the first outcome of a request that carried an idempotency key.
     pub(crate) fn remember<T: serde::Serialize>(&self, actor: &Actor, route: &str, outcome: &Result<T, Problem>) {
         let Some(key) = &actor.idempotency_key else { return };
@@ -531,31 +547,37 @@ impl Api {
     #[oai(path = "/centres", method = "post", tag = "ApiTags::Sessions")]
     async fn create_centre(&self, auth: BearerAuth, request: &Request, body: Json<CentreRequest>) -> ApiResult<Created> {
         let actor = self.actor(&auth, request, &[Role::Admin])?;
-        let centre_id = CentreId::new(Uuid::new_v4());
         let body = body.0;
-        let command = RegisterCentre { centre_id, name: body.name, district: body.district, state: body.state, pincode: body.pincode };
-        let position = self.state.ledger.register_centre(&actor, command).await.map_err(Problem::from)?;
-        self.settle(position).await;
-        tracing::info!(centre_id = %centre_id, request_id = %actor.request_id, "centre registered");
-        Ok(Json(Created { id: centre_id.to_string(), position }))
+        self.idempotent(&actor, "centre", async {
+            let centre_id = CentreId::new(Uuid::new_v4());
+            let command = RegisterCentre { centre_id, name: body.name, district: body.district, state: body.state, pincode: body.pincode };
+            let position = self.state.ledger.register_centre(&actor, command).await.map_err(Problem::from)?;
+            self.settle(position).await;
+            tracing::info!(centre_id = %centre_id, request_id = %actor.request_id, "centre registered");
+            Ok(Created { id: centre_id.to_string(), position })
+        })
+        .await
     }
 
     /// Schedules a session at a centre (admin).
     #[oai(path = "/sessions", method = "post", tag = "ApiTags::Sessions")]
     async fn create_session(&self, auth: BearerAuth, request: &Request, body: Json<SessionRequest>) -> ApiResult<Created> {
         let actor = self.actor(&auth, request, &[Role::Admin])?;
-        let session_id = SessionId::new(Uuid::new_v4());
-        let command = ScheduleSession {
-            session_id,
-            centre_id: CentreId::parse(&body.centre_id).map_err(Problem::from)?,
-            date: parse_date("date", &body.date)?,
-            vaccine: body.vaccine.clone(),
-            capacity: body.capacity,
-            min_age: body.min_age,
-        };
-        let position = self.state.ledger.schedule_session(&actor, command, Utc::now()).await.map_err(Problem::from)?;
-        self.settle(position).await;
-        Ok(Json(Created { id: session_id.to_string(), position }))
+        self.idempotent(&actor, "session", async {
+            let session_id = SessionId::new(Uuid::new_v4());
+            let command = ScheduleSession {
+                session_id,
+                centre_id: CentreId::parse(&body.centre_id).map_err(Problem::from)?,
+                date: parse_date("date", &body.date)?,
+                vaccine: body.vaccine.clone(),
+                capacity: body.capacity,
+                min_age: body.min_age,
+            };
+            let position = self.state.ledger.schedule_session(&actor, command, Utc::now()).await.map_err(Problem::from)?;
+            self.settle(position).await;
+            Ok(Created { id: session_id.to_string(), position })
+        })
+        .await
     }
 
     /// Searches the sessions of a district on a date (public).
@@ -576,32 +598,35 @@ impl Api {
     async fn create_beneficiary(&self, auth: BearerAuth, request: &Request, body: Json<BeneficiaryRequest>) -> ApiResult<Created> {
         let actor = self.actor(&auth, request, &[Role::Citizen, Role::Verifier])?;
         let body = body.0;
-        let mobile = if actor.role == Role::Verifier {
-            let text = body.mobile.as_deref().ok_or_else(|| Problem::invalid("mobile", "mobile is required for a walk-in"))?;
-            MobileNumber::parse(text).map_err(Problem::from)?
-        } else {
-            let hash = actor.mobile_hash.clone().unwrap_or_default();
-            let number = self.state.ledger.service.contact(&hash).map_err(internal)?.ok_or_else(Problem::internal)?;
-            MobileNumber::parse(&number).map_err(Problem::from)?
-        };
-        let beneficiary_id = BeneficiaryId::new(Uuid::new_v4());
-        let command = RegisterBeneficiary {
-            beneficiary_id,
-            mobile,
-            name: body.name,
-            year_of_birth: body.year_of_birth,
-            gender: parse_json_enum::<Gender>("gender", &body.gender, "female, male, other")?,
-            photo_id_type: parse_json_enum::<PhotoIdType>(
-                "photo_id_type",
-                &body.photo_id_type,
-                "aadhaar, pan, passport, driving_licence, voter_id, disability_id, pension_passbook",
-            )?,
-            photo_id_number: body.photo_id_number,
-            walk_in: actor.role == Role::Verifier,
-        };
-        let position = self.state.ledger.register_beneficiary(&actor, command, Utc::now()).await.map_err(Problem::from)?;
-        self.settle(position).await;
-        Ok(Json(Created { id: beneficiary_id.to_string(), position }))
+        self.idempotent(&actor, "beneficiary", async {
+            let mobile = if actor.role == Role::Verifier {
+                let text = body.mobile.as_deref().ok_or_else(|| Problem::invalid("mobile", "mobile is required for a walk-in"))?;
+                MobileNumber::parse(text).map_err(Problem::from)?
+            } else {
+                let hash = actor.mobile_hash.clone().unwrap_or_default();
+                let number = self.state.ledger.service.contact(&hash).map_err(internal_problem)?.ok_or_else(Problem::internal)?;
+                MobileNumber::parse(&number).map_err(Problem::from)?
+            };
+            let beneficiary_id = BeneficiaryId::new(Uuid::new_v4());
+            let command = RegisterBeneficiary {
+                beneficiary_id,
+                mobile,
+                name: body.name,
+                year_of_birth: body.year_of_birth,
+                gender: parse_json_enum::<Gender>("gender", &body.gender, "female, male, other")?,
+                photo_id_type: parse_json_enum::<PhotoIdType>(
+                    "photo_id_type",
+                    &body.photo_id_type,
+                    "aadhaar, pan, passport, driving_licence, voter_id, disability_id, pension_passbook",
+                )?,
+                photo_id_number: body.photo_id_number,
+                walk_in: actor.role == Role::Verifier,
+            };
+            let position = self.state.ledger.register_beneficiary(&actor, command, Utc::now()).await.map_err(Problem::from)?;
+            self.settle(position).await;
+            Ok(Created { id: beneficiary_id.to_string(), position })
+        })
+        .await
     }
 
     /// Lists the beneficiaries under the citizen's mobile number.
@@ -680,9 +705,12 @@ impl Api {
     async fn cancel(&self, auth: BearerAuth, request: &Request, id: Path<String>) -> ApiResult<AppointmentOutcome> {
         let actor = self.actor(&auth, request, &[Role::Citizen])?;
         let appointment_id = AppointmentId::parse(&id.0).map_err(Problem::from)?;
-        let position = self.state.ledger.cancel(&actor, appointment_id).await.map_err(not_found_for_citizen)?;
-        self.settle(position).await;
-        Ok(Json(AppointmentOutcome { appointment_id: appointment_id.to_string(), status: "cancelled".into(), position, certificate_id: None }))
+        self.idempotent(&actor, &format!("cancel:{appointment_id}"), async {
+            let position = self.state.ledger.cancel(&actor, appointment_id).await.map_err(not_found_for_citizen)?;
+            self.settle(position).await;
+            Ok(AppointmentOutcome { appointment_id: appointment_id.to_string(), status: "cancelled".into(), position, certificate_id: None })
+        })
+        .await
     }
 
     /// Submits the security code the beneficiary tells the verifier. Rejections are recorded;
@@ -763,10 +791,13 @@ impl Api {
     async fn unlock(&self, auth: BearerAuth, request: &Request, id: Path<String>, body: Json<ReasonRequest>) -> ApiResult<AppointmentOutcome> {
         let actor = self.actor(&auth, request, &[Role::Supervisor])?;
         let appointment_id = AppointmentId::parse(&id.0).map_err(Problem::from)?;
-        let position = self.state.ledger.unlock(&actor, appointment_id, &body.reason).await.map_err(Problem::from)?;
-        self.settle(position).await;
-        tracing::info!(appointment_id = %appointment_id, supervisor_id = %actor.token_id, "appointment unlocked");
-        Ok(Json(AppointmentOutcome { appointment_id: appointment_id.to_string(), status: "unlocked".into(), position, certificate_id: None }))
+        self.idempotent(&actor, &format!("unlock:{appointment_id}"), async {
+            let position = self.state.ledger.unlock(&actor, appointment_id, &body.reason).await.map_err(Problem::from)?;
+            self.settle(position).await;
+            tracing::info!(appointment_id = %appointment_id, supervisor_id = %actor.token_id, "appointment unlocked");
+            Ok(AppointmentOutcome { appointment_id: appointment_id.to_string(), status: "unlocked".into(), position, certificate_id: None })
+        })
+        .await
     }
 
     /// Returns a certificate with its QR text (the citizen who owns it, or staff).
