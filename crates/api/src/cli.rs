@@ -58,7 +58,7 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Drive a running server over HTTP with a simulated vaccination day and check its answers.
+    /// Drive a running server over HTTP with a simulated vaccination day and check its responses.
     Simulate(crate::simulate::SimulateArgs),
     /// Verify certificates offline.
     Cert {

@@ -1,4 +1,4 @@
-//! Application service: loads aggregates from their streams, asks the domain for a decision,
+//! Application service: loads aggregates from their streams, gets a decision from the domain,
 //! and appends the resulting events with optimistic concurrency, retrying on conflict.
 //!
 //! HTTP handlers call this; it knows nothing of HTTP. Every append carries the actor's token id,
@@ -35,7 +35,7 @@ pub fn today_in_india(now: DateTime<Utc>) -> NaiveDate {
     now.with_timezone(&india_offset()).date_naive()
 }
 
-/// Who is acting, as recorded in event metadata.
+/// Caller of a command, as recorded in event metadata.
 #[derive(Debug, Clone)]
 pub struct Actor {
     /// Token id (never the token).
@@ -53,7 +53,7 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// The server itself, for events it records on its own behalf.
+    /// Returns the actor for events the server records on its own behalf.
     pub fn system(request_id: &str) -> Self {
         Self {
             token_id: "system".into(),

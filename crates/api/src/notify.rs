@@ -19,7 +19,7 @@ use crate::service_db::{OutboxMessage, ServiceDb};
 const BATCH: usize = 200;
 /// Pause between polls of an empty outbox.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// Longest pause after repeated sink failures.
+/// Maximum pause after repeated sink failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Appends messages to a JSON-lines file and syncs it.

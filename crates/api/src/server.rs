@@ -102,7 +102,7 @@ pub fn load_server_key(data: &DataDir) -> anyhow::Result<ServerKey> {
     Ok(ServerKey::from_bytes(secret))
 }
 
-/// How to reach the event store, from `--store` or `VAXLEDGER_STORE`.
+/// Resolves the event store file from `--store` or `VAXLEDGER_STORE`.
 pub fn open_store_url(url: Option<&str>, data: &DataDir) -> anyhow::Result<PathBuf> {
     match url {
         None => Ok(data.events()),

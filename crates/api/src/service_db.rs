@@ -1,7 +1,7 @@
 //! The service database (`service.db` in the data folder): staff and citizen tokens, OTPs,
 //! citizens' mobile numbers for SMS, and the notification outbox.
 //!
-//! None of this is in the event log because it holds secrets or contact data: tokens and OTPs
+//! None of this is in the event log because it contains secrets or contact data: tokens and OTPs
 //! are stored as SHA-256 or HMAC digests, and the outbox holds message texts with codes until
 //! the dispatcher hands them to the SMS sink.
 

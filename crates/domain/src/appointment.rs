@@ -118,7 +118,7 @@ pub struct BookAppointment {
     pub today: NaiveDate,
 }
 
-/// Command: a verifier submits the code the beneficiary tells them.
+/// Command: a verifier submits the code the beneficiary gives them.
 #[derive(Debug, Clone)]
 pub struct VerifyCode {
     /// Code as typed.
@@ -374,6 +374,7 @@ impl Appointment {
             verifier_id: command.verifier_id.clone(),
             reason,
             attempt,
+            max_attempts: MAX_REJECTED_ATTEMPTS,
         }];
         let locks_now = counted && attempt >= MAX_REJECTED_ATTEMPTS;
         if locks_now {

@@ -18,8 +18,8 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// A security code: exactly four decimal digits, leading zeros kept.
 ///
-/// `Debug` and `Display` are deliberately absent so the code cannot reach a log by accident;
-/// call [`SecurityCode::expose`] where the plain form is meant to leave the process.
+/// `Display` is absent and `Debug` prints `****`, so the code cannot reach a log by accident.
+/// Call [`SecurityCode::expose`] where the plain form is meant to leave the process.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecurityCode([u8; 4]);
 
@@ -44,12 +44,12 @@ impl SecurityCode {
 
     /// Returns the four digits; only for the booking response, the outbox and the slip.
     pub fn expose(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("security code holds ASCII digits only")
+        std::str::from_utf8(&self.0).expect("a parsed security code contains only ASCII digits")
     }
 
     /// Returns the code's digits as numbers, for enumeration analysis.
     pub fn numeric(&self) -> u16 {
-        self.expose().parse().expect("security code holds ASCII digits only")
+        self.expose().parse().expect("a parsed security code contains only ASCII digits")
     }
 }
 

@@ -10,8 +10,27 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{AppointmentId, BeneficiaryId, CentreId, CertificateId, DisputeId, SessionId};
 use crate::rejection::{CodeRejectionReason, DoseRejectionReason};
 
-/// Schema version written for every event type today. Readers upcast older versions.
-pub const CURRENT_SCHEMA_VERSION: u16 = 1;
+/// First schema version of every event type. A type keeps it until its payload shape changes;
+/// [`current_schema_version`] returns the version written today.
+pub const INITIAL_SCHEMA_VERSION: u16 = 1;
+
+/// Schema version of the `CodeRejected` payloads written today. Version 2 added `max_attempts`.
+pub const CODE_REJECTED_SCHEMA_VERSION: u16 = 2;
+
+/// Lock threshold that every build writing version-1 `CodeRejected` payloads used, so the
+/// upcaster fills `max_attempts` with it. It stays 5 even if the live limit changes.
+pub const CODE_REJECTED_V1_MAX_ATTEMPTS: u32 = 5;
+
+/// Returns the schema version this build writes for an event type.
+///
+/// [`Event::decode`] reads every version from 1 up to this one, upcasting older payloads to the
+/// current shape. An unknown type gets [`INITIAL_SCHEMA_VERSION`], and decoding it then fails.
+pub fn current_schema_version(event_type: &str) -> u16 {
+    match event_type {
+        "CodeRejected" => CODE_REJECTED_SCHEMA_VERSION,
+        _ => INITIAL_SCHEMA_VERSION,
+    }
+}
 
 /// Gender as recorded on the photo ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +54,7 @@ pub enum PhotoIdType {
     PensionPassbook,
 }
 
-/// Why an appointment was cancelled.
+/// Reason for cancelling an appointment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CancellationReason {
@@ -47,7 +66,7 @@ pub enum CancellationReason {
     Rescheduled,
 }
 
-/// Why a certificate was revoked.
+/// Reason for revoking a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RevocationReason {
@@ -171,6 +190,11 @@ pub enum Event {
         reason: CodeRejectionReason,
         /// Rejected attempts counted so far, this one included.
         attempt: u32,
+        /// Rejected attempts that lock the appointment, as configured when this code was
+        /// rejected, so an investigator can tell how close `attempt` was to the lock. Added in
+        /// schema version 2. Version-1 payloads are upcast with
+        /// [`CODE_REJECTED_V1_MAX_ATTEMPTS`].
+        max_attempts: u32,
     },
     /// Too many rejected attempts locked the appointment.
     AppointmentLocked { appointment_id: AppointmentId, rejected_attempts: u32 },
@@ -237,7 +261,7 @@ pub enum DecodeError {
     /// The bytes are not valid CBOR for any event.
     #[error("event payload is not valid CBOR for {event_type} v{schema_version}: {cause}")]
     Malformed { event_type: String, schema_version: u16, cause: String },
-    /// The payload decodes to another type than the stored type column says.
+    /// The payload decodes to another type than the stored type column names.
     #[error("stored type {stored} does not match payload type {decoded}")]
     TypeMismatch { stored: String, decoded: String },
     /// The schema version is newer than this build understands.
@@ -310,7 +334,7 @@ impl Event {
 
     /// Returns the schema version this build writes for the event.
     pub fn schema_version(&self) -> u16 {
-        CURRENT_SCHEMA_VERSION
+        current_schema_version(self.event_type())
     }
 
     /// Encodes the event as CBOR.
@@ -321,18 +345,34 @@ impl Event {
     }
 
     /// Decodes a stored payload, checking it against the stored type and version.
+    ///
+    /// A payload of an older schema version is upcast to the current shape first, one version
+    /// at a time, so callers only ever see the current variants.
     pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<Self, DecodeError> {
-        if schema_version == 0 || schema_version > CURRENT_SCHEMA_VERSION {
+        let current = current_schema_version(event_type);
+        if schema_version == 0 || schema_version > current {
             return Err(DecodeError::UnsupportedVersion {
                 event_type: event_type.to_owned(),
                 schema_version,
             });
         }
-        let event: Event = ciborium::from_reader(payload).map_err(|err| DecodeError::Malformed {
+        let malformed = |cause: String| DecodeError::Malformed {
             event_type: event_type.to_owned(),
             schema_version,
-            cause: err.to_string(),
-        })?;
+            cause,
+        };
+
+        let event: Event = if schema_version == current {
+            ciborium::from_reader(payload).map_err(|err| malformed(err.to_string()))?
+        } else {
+            let mut value: ciborium::Value =
+                ciborium::from_reader(payload).map_err(|err| malformed(err.to_string()))?;
+            for from_version in schema_version..current {
+                upcast(event_type, from_version, &mut value).map_err(&malformed)?;
+            }
+            value.deserialized().map_err(|err| malformed(err.to_string()))?
+        };
+
         if event.event_type() != event_type {
             return Err(DecodeError::TypeMismatch {
                 stored: event_type.to_owned(),
@@ -341,6 +381,38 @@ impl Event {
         }
         Ok(event)
     }
+}
+
+/// Rewrites a payload of `event_type` from schema version `from_version` to the next version.
+///
+/// The payload is the tagged form that [`Event::encode`] writes: a map with `type` and `data`.
+/// Returns a message naming what is missing when the payload does not have the old shape.
+fn upcast(event_type: &str, from_version: u16, payload: &mut ciborium::Value) -> Result<(), String> {
+    match (event_type, from_version) {
+        ("CodeRejected", 1) => {
+            let data = payload_data(payload)?;
+            if data.iter().any(|(key, _)| key.as_text() == Some("max_attempts")) {
+                return Err("a version-1 CodeRejected payload must not contain max_attempts".to_owned());
+            }
+            data.push((
+                ciborium::Value::Text("max_attempts".to_owned()),
+                ciborium::Value::Integer(CODE_REJECTED_V1_MAX_ATTEMPTS.into()),
+            ));
+            Ok(())
+        }
+        _ => Err(format!("no upcaster from schema version {from_version} of {event_type}")),
+    }
+}
+
+/// Returns the entries of the `data` map inside a tagged event payload.
+fn payload_data(payload: &mut ciborium::Value) -> Result<&mut Vec<(ciborium::Value, ciborium::Value)>, String> {
+    let entries = payload.as_map_mut().ok_or("the payload is not a CBOR map")?;
+    let data = entries
+        .iter_mut()
+        .find(|(key, _)| key.as_text() == Some("data"))
+        .map(|(_, value)| value)
+        .ok_or("the payload has no data entry")?;
+    data.as_map_mut().ok_or_else(|| "the payload's data entry is not a CBOR map".to_owned())
 }
 
 /// Returns the stream id for a mobile number's beneficiaries.
@@ -390,6 +462,103 @@ mod tests {
         for bytes in [&b""[..], b"\xff\xff", b"\xa1\x64type", &sample().encode()[..10]] {
             assert!(Event::decode("AppointmentBooked", 1, bytes).is_err());
         }
+    }
+
+    /// `CodeRejected` in its version-1 shape, before `max_attempts` existed.
+    #[derive(Serialize)]
+    #[serde(tag = "type", content = "data")]
+    enum EventV1 {
+        CodeRejected {
+            appointment_id: AppointmentId,
+            centre_id: CentreId,
+            verifier_id: String,
+            reason: CodeRejectionReason,
+            attempt: u32,
+        },
+    }
+
+    fn code_rejected_v1_payload(appointment_id: AppointmentId, centre_id: CentreId) -> Vec<u8> {
+        let old = EventV1::CodeRejected {
+            appointment_id,
+            centre_id,
+            verifier_id: "tok_verifier".into(),
+            reason: CodeRejectionReason::WrongCode,
+            attempt: 3,
+        };
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&old, &mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn upcast_code_rejected_v1() {
+        let appointment_id = AppointmentId::new(Uuid::new_v4());
+        let centre_id = CentreId::new(Uuid::new_v4());
+        let payload = code_rejected_v1_payload(appointment_id, centre_id);
+
+        let event = Event::decode("CodeRejected", 1, &payload).unwrap();
+
+        let expected = Event::CodeRejected {
+            appointment_id,
+            centre_id,
+            verifier_id: "tok_verifier".into(),
+            reason: CodeRejectionReason::WrongCode,
+            attempt: 3,
+            max_attempts: CODE_REJECTED_V1_MAX_ATTEMPTS,
+        };
+        assert_eq!(event, expected);
+    }
+
+    #[test]
+    fn code_rejected_writes_v2() {
+        let event = Event::CodeRejected {
+            appointment_id: AppointmentId::new(Uuid::new_v4()),
+            centre_id: CentreId::new(Uuid::new_v4()),
+            verifier_id: "tok_verifier".into(),
+            reason: CodeRejectionReason::WrongCentre,
+            attempt: 1,
+            max_attempts: 7,
+        };
+        assert_eq!(event.schema_version(), 2);
+        assert_eq!(sample().schema_version(), INITIAL_SCHEMA_VERSION);
+
+        let decoded = Event::decode("CodeRejected", 2, &event.encode()).unwrap();
+        assert_eq!(decoded, event);
+    }
+
+    #[test]
+    fn v2_without_new_field_rejected() {
+        let payload = code_rejected_v1_payload(AppointmentId::new(Uuid::new_v4()), CentreId::new(Uuid::new_v4()));
+        let err = Event::decode("CodeRejected", 2, &payload).unwrap_err();
+        assert!(matches!(err, DecodeError::Malformed { schema_version: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn v1_with_new_field_rejected() {
+        let event = Event::CodeRejected {
+            appointment_id: AppointmentId::new(Uuid::new_v4()),
+            centre_id: CentreId::new(Uuid::new_v4()),
+            verifier_id: "tok_verifier".into(),
+            reason: CodeRejectionReason::WrongCode,
+            attempt: 1,
+            max_attempts: 5,
+        };
+        let err = Event::decode("CodeRejected", 1, &event.encode()).unwrap_err();
+        assert!(err.to_string().contains("must not contain max_attempts"), "{err}");
+    }
+
+    #[test]
+    fn upcast_rejects_garbage_without_panic() {
+        for bytes in [&b""[..], b"\xff", b"\x01", b"\xa1\x64type\x01", b"\xa1\x64data\x01"] {
+            assert!(Event::decode("CodeRejected", 1, bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn code_rejected_v3_unsupported() {
+        let payload = code_rejected_v1_payload(AppointmentId::new(Uuid::new_v4()), CentreId::new(Uuid::new_v4()));
+        let err = Event::decode("CodeRejected", 3, &payload).unwrap_err();
+        assert!(matches!(err, DecodeError::UnsupportedVersion { schema_version: 3, .. }), "{err}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Why a security code was rejected. Stored in `CodeRejected` events.
+/// Reason for rejecting a security code, stored in `CodeRejected` events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CodeRejectionReason {
@@ -34,7 +34,7 @@ impl CodeRejectionReason {
     }
 }
 
-/// Why a dose was not recorded. Stored in `DoseAdministrationRejected` events.
+/// Reason for not recording a dose, stored in `DoseAdministrationRejected` events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DoseRejectionReason {
@@ -77,7 +77,7 @@ pub enum Rejection {
     Invalid {
         /// Request field that failed.
         field: &'static str,
-        /// What is wrong and what a valid value looks like.
+        /// Explanation of the problem and an example of a valid value.
         message: String,
     },
     /// The entity the command addresses does not exist.
