@@ -60,6 +60,8 @@ pub enum Command {
     },
     /// Drive a running server over HTTP with a simulated vaccination day and check its responses.
     Simulate(crate::simulate::SimulateArgs),
+    /// Measure throughput, latency and memory against same-run baselines (see BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
     /// Verify certificates offline.
     Cert {
         #[command(subcommand)]
@@ -125,6 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokens { action } => run_tokens(action),
         Command::Keys { action } => run_keys(action),
         Command::Simulate(args) => crate::simulate::run(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
         Command::Cert { action } => replay_tools::run_cert(action).map(ExitCode::from),
     }
 }

@@ -1,6 +1,7 @@
 //! vaxledger service: the application layer over the event log, the HTTP API, the command line
 //! and the workload simulator. This is the only crate that knows HTTP.
 
+pub mod bench;
 pub mod certificates;
 pub mod cli;
 pub mod commands;
