@@ -38,6 +38,10 @@ pub struct DataDirArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (the default). First start creates the data folder, keys and an admin token file.
+    ///
+    /// Fraud alert thresholds come from the environment (defaults in brackets): VAXLEDGER_ALERT_WINDOW_MINUTES [60],
+    /// VAXLEDGER_ALERT_VERIFIER_REJECTIONS [10], VAXLEDGER_ALERT_ENUMERATION_WINDOW_MINUTES [10],
+    /// VAXLEDGER_ALERT_ENUMERATION_ATTEMPTS [3], VAXLEDGER_ALERT_SPREAD_APPOINTMENTS [5]. Changing one rebuilds fraud.db.
     Serve {
         #[command(flatten)]
         data: DataDirArg,
@@ -47,6 +51,9 @@ pub enum Command {
         /// Event store: `sqlite:PATH` (default: events.db in the data folder). KurrentDB is not built yet.
         #[arg(long, env = "VAXLEDGER_STORE")]
         store: Option<String>,
+        /// Time between audit log checkpoints, each signed only when the log grew: seconds, or a number with the unit s, m or h (90s, 5m, 1h). 0 turns periodic signing off and leaves signing at start, at shutdown and on request.
+        #[arg(long, env = "VAXLEDGER_CHECKPOINT_INTERVAL", default_value = "60s", value_parser = crate::audit::parse_interval)]
+        checkpoint_interval: std::time::Duration,
     },
     /// Create, list or revoke staff tokens in a data folder whose server is stopped.
     Tokens {
@@ -66,6 +73,12 @@ pub enum Command {
     Cert {
         #[command(subcommand)]
         action: replay_tools::CertCommand,
+    },
+    /// Audit a copy of a data folder without trusting the server: verify, replay, rebuild,
+    /// timeline, export.
+    Audit {
+        #[command(subcommand)]
+        action: replay_tools::AuditCommand,
     },
 }
 
@@ -114,14 +127,22 @@ pub enum KeysAction {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let command = cli.command.unwrap_or(Command::Serve {
-        data: DataDirArg { data_dir: std::env::var_os("VAXLEDGER_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| DEFAULT_DATA_DIR.into()) },
-        listen: std::env::var("VAXLEDGER_LISTEN").unwrap_or_else(|_| DEFAULT_LISTEN.into()),
-        store: std::env::var("VAXLEDGER_STORE").ok(),
-    });
+    let command = match cli.command {
+        Some(command) => command,
+        None => Command::Serve {
+            data: DataDirArg { data_dir: std::env::var_os("VAXLEDGER_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| DEFAULT_DATA_DIR.into()) },
+            listen: std::env::var("VAXLEDGER_LISTEN").unwrap_or_else(|_| DEFAULT_LISTEN.into()),
+            store: std::env::var("VAXLEDGER_STORE").ok(),
+            checkpoint_interval: match std::env::var("VAXLEDGER_CHECKPOINT_INTERVAL") {
+                Ok(text) => crate::audit::parse_interval(&text).map_err(|err| anyhow::anyhow!("VAXLEDGER_CHECKPOINT_INTERVAL: {err}"))?,
+                Err(_) => crate::audit::DEFAULT_CHECKPOINT_INTERVAL,
+            },
+        },
+    };
     match command {
-        Command::Serve { data, listen, store } => {
-            crate::server::serve(ServeOptions { data_dir: data.data_dir, listen, store }).await?;
+        Command::Serve { data, listen, store, checkpoint_interval } => {
+            let audit = crate::audit::AuditOptions { checkpoint_interval };
+            crate::server::serve_with_audit(ServeOptions { data_dir: data.data_dir, listen, store }, audit).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Tokens { action } => run_tokens(action),
@@ -129,6 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => crate::simulate::run(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Cert { action } => replay_tools::run_cert(action).map(ExitCode::from),
+        Command::Audit { action } => replay_tools::run_audit(action).await.map(ExitCode::from),
     }
 }
 

@@ -19,8 +19,9 @@ use signer::keys::KeyRing;
 use signer::vault::CertificateVault;
 use store::{EventStore, SqliteStore};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{error, info};
 
+use crate::audit::{AuditLog, AuditOptions};
 use crate::http::state::Metrics;
 use crate::http::AppState;
 use crate::ledger::Ledger;
@@ -45,6 +46,10 @@ impl DataDir {
     /// Status projections.
     pub fn projections(&self) -> PathBuf {
         self.root.join("projections.db")
+    }
+    /// Fraud projections: attempts, daily counters, alerts, disputes.
+    pub fn fraud(&self) -> PathBuf {
+        self.root.join("fraud.db")
     }
     /// Tokens, OTPs, contacts, outbox.
     pub fn service(&self) -> PathBuf {
@@ -143,10 +148,13 @@ pub async fn open_state(options: &ServeOptions) -> anyhow::Result<Arc<AppState>>
     let store_path = open_store_url(options.store.as_deref(), &data)?;
     let store: Arc<dyn EventStore> = SqliteStore::open(&store_path).await.with_context(|| format!("opening event store {}", store_path.display()))?;
     let projections = Projections::open(&data.projections()).context("opening projections")?;
+    let fraud_config = projections::fraud::FraudConfig::from_env().context("reading the VAXLEDGER_ALERT_* thresholds")?;
+    let fraud = projections::fraud::FraudProjections::open(&data.fraud(), fraud_config).context("opening fraud projections")?;
     let service = Arc::new(ServiceDb::open(&data.service()).context("opening service database")?);
     let server_key = load_server_key(&data)?;
     let keys = KeyRing::open_or_create(data.keys()).context("opening issuer keys")?;
     let vault = CertificateVault::open(data.certificates()).context("opening certificate vault")?;
+    let audit = Arc::new(AuditLog::open(Arc::clone(&store), &data.keys()).await.context("opening the audit key")?);
 
     if !data.admin_token().exists() {
         let (token, info) = service.create_token(Role::Admin, None, None, Utc::now(), None)?;
@@ -158,17 +166,27 @@ pub async fn open_state(options: &ServeOptions) -> anyhow::Result<Arc<AppState>>
     }
 
     let ledger = Ledger { store, projections, server_key, catalogue: VaccineCatalogue::default(), service };
-    Ok(Arc::new(AppState { ledger, keys, vault, data_dir: data.root.clone(), metrics: Metrics::default() }))
+    Ok(Arc::new(AppState { ledger, fraud, keys, vault, data_dir: data.root.clone(), metrics: Metrics::default(), audit }))
 }
 
-/// Starts the service and returns once it listens.
+/// Starts the service with the default audit options and returns once it listens.
 pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
+    start_with_audit(options, AuditOptions::default()).await
+}
+
+/// Starts the service and returns once it listens. A checkpoint is signed before listening
+/// when the log grew since the last one, so `GET /api/v1/audit/checkpoint` has one from the start.
+pub async fn start_with_audit(options: ServeOptions, audit: AuditOptions) -> anyhow::Result<Running> {
     let state = open_state(&options).await?;
     let data = DataDir::new(&options.data_dir);
+    state.audit.sign_if_grown().await.context("signing the start-up checkpoint")?;
 
     let projector = tokio::spawn(Arc::clone(&state.ledger.projections).run(Arc::clone(&state.ledger.store)));
+    let fraud_projector = tokio::spawn(Arc::clone(&state.fraud).run(Arc::clone(&state.ledger.store)));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let dispatcher = tokio::spawn(crate::notify::run_dispatcher(Arc::clone(&state.ledger.service), data.outbox(), shutdown_rx.clone()));
+    let checkpointer = tokio::spawn(Arc::clone(&state.audit).run(audit.checkpoint_interval, shutdown_rx.clone()));
+    let audit_log = Arc::clone(&state.audit);
 
     let acceptor = TcpListener::bind(options.listen.clone())
         .into_acceptor()
@@ -193,16 +211,27 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             .await
             .context("HTTP server failed")?;
         projector.abort();
+        fraud_projector.abort();
         let _ = dispatcher.await;
+        let _ = checkpointer.await;
+        // Requests are drained now, so this checkpoint covers every event of the run.
+        if let Err(err) = audit_log.sign_if_grown().await {
+            error!(cause = %err, "signing the shutdown checkpoint failed; the next start signs one");
+        }
         info!("vaxledger stopped");
         Ok(())
     });
     Ok(Running { addr, shutdown, handle })
 }
 
-/// Runs the service until Ctrl-C or SIGTERM.
+/// Runs the service with the default audit options until Ctrl-C or SIGTERM.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
-    let running = start(options).await?;
+    serve_with_audit(options, AuditOptions::default()).await
+}
+
+/// Runs the service until Ctrl-C or SIGTERM.
+pub async fn serve_with_audit(options: ServeOptions, audit: AuditOptions) -> anyhow::Result<()> {
+    let running = start_with_audit(options, audit).await?;
     let shutdown = running.shutdown.clone();
     tokio::spawn(async move {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -9,6 +9,7 @@ pub mod appointment;
 pub mod beneficiary;
 pub mod centre;
 pub mod code;
+pub mod dispute;
 pub mod events;
 pub mod ids;
 pub mod mobile;

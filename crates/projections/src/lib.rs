@@ -7,6 +7,7 @@
 //! `position > checkpoint` can never skip an event that commits later with a lower position.
 
 mod apply;
+pub mod fraud;
 pub mod queries;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,10 @@
-//! `vaxledger cert verify`: offline verification of a certificate's QR text against a trust-list
-//! file, the same JSON that `GET /api/v1/trust-list` serves.
+//! `vaxledger cert verify`: offline verification of a certificate against a trust-list file, the
+//! same JSON that `GET /api/v1/trust-list` serves.
+//!
+//! The certificate is given as QR text, or as a file: the certificate PDF (whose embedded QR
+//! text is read exactly), a PNG or JPEG photo or screenshot of the QR code (decoded here, with
+//! no server), or a text file with the QR text. The file reading is the verify page's, from the
+//! `documents` crate.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -8,10 +13,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
+use documents::{read_qr_text, InputKind, ReadError, MAX_INPUT_BYTES};
 use signer::{verify_qr, TrustList, VaccinationRecord, Verification, QR_PREFIX};
 
-/// Maximum size in bytes read from an input or trust-list file. A QR text is a few KiB at most,
-/// and a trust list grows by about 300 bytes per key.
+/// Maximum size in bytes read from standard input or a trust-list file. A QR text is a few KiB
+/// at most, and a trust list grows by about 300 bytes per key.
 const MAX_INPUT_FILE_LEN: u64 = 1024 * 1024;
 
 /// Certificate subcommands.
@@ -27,9 +33,10 @@ pub enum CertCommand {
 /// Arguments of `cert verify`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
-    /// QR text (starting with VXL1:), a file that contains the QR text, or - to read it from
-    /// standard input. PDF and image files are not supported yet.
-    #[arg(value_name = "QR-TEXT|FILE")]
+    /// QR text (starting with VXL1:); a certificate PDF; a PNG or JPEG photo or screenshot of
+    /// the QR code; a text file that contains the QR text; or - to read the text from standard
+    /// input. Files may be at most 5 MiB.
+    #[arg(value_name = "QR-TEXT|FILE.pdf|FILE.png|FILE.jpg")]
     pub input: String,
 
     /// Trust-list JSON file, as served at GET /api/v1/trust-list.
@@ -147,48 +154,27 @@ fn read_qr_input(input: &str) -> anyhow::Result<String> {
     Ok(input.trim().to_owned())
 }
 
-/// Reads a file that must contain QR text, rejecting PDF and image files with a clear message.
+/// Reads the QR text from a certificate PDF, a PNG or JPEG image of the QR code, or a text file.
 fn read_qr_file(path: &Path) -> anyhow::Result<String> {
     let mut bytes = Vec::new();
+    let limit = u64::try_from(MAX_INPUT_BYTES).unwrap_or(u64::MAX).saturating_add(1);
     File::open(path)
-        .and_then(|file| file.take(MAX_INPUT_FILE_LEN).read_to_end(&mut bytes))
+        .and_then(|file| file.take(limit).read_to_end(&mut bytes))
         .with_context(|| format!("reading {} failed", path.display()))?;
 
-    if let Some(kind) = binary_kind(&bytes) {
-        bail!(
-            "{} is a {kind} file; only QR text is supported for now. Scan the QR code and pass \
-             the text it contains (it starts with {QR_PREFIX})",
-            path.display()
-        );
-    }
-
-    let text = String::from_utf8(bytes).with_context(|| {
-        format!(
-            "{} is not UTF-8 text; pass a file that contains the QR text",
-            path.display()
-        )
-    })?;
-    let text = text.trim();
-    if text.is_empty() {
-        bail!(
-            "{} is empty; pass a file that contains the QR text",
-            path.display()
-        );
-    }
-    Ok(text.to_owned())
-}
-
-/// Returns the kind of a PDF or image file from its first bytes.
-fn binary_kind(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"%PDF") {
-        Some("PDF")
-    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("PNG")
-    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        Some("JPEG")
-    } else {
-        None
-    }
+    let kind = InputKind::sniff(&bytes).map_or("unknown", InputKind::name);
+    read_qr_text(&bytes).map_err(|error| {
+        let fix = match &error {
+            ReadError::Empty => "pass a file that contains the QR text".to_owned(),
+            ReadError::TooLarge { .. } => "pass the certificate PDF or a smaller photo".to_owned(),
+            ReadError::UnsupportedType => "pass a certificate PDF, a PNG or JPEG image, or a text file".to_owned(),
+            ReadError::Image(_) => "take a sharp photo with the whole QR code in view, or pass the certificate PDF".to_owned(),
+            ReadError::PdfUnreadable { .. } | ReadError::PdfWithoutCertificate => {
+                format!("pass the PDF downloaded from the server, or the QR text (it starts with {QR_PREFIX})")
+            }
+        };
+        anyhow::anyhow!("{} ({kind} file): {error}; {fix}", path.display())
+    })
 }
 
 /// Returns whether the argument names a file by its extension.

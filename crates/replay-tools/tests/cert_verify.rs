@@ -56,6 +56,7 @@ fn claims() -> CertificateClaims {
 /// A signed certificate's QR text and a trust-list file, in a temporary folder.
 struct Fixture {
     qr_text: String,
+    claims: CertificateClaims,
     trust_list: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -64,11 +65,13 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let keys =
         KeyRing::open_or_create_at(dir.path().join("keys"), now() - Duration::days(1)).unwrap();
-    let cose = sign_certificate(&keys.active_key().unwrap(), &claims()).unwrap();
+    let claims = claims();
+    let cose = sign_certificate(&keys.active_key().unwrap(), &claims).unwrap();
     let trust_list = dir.path().join("trust-list.json");
     fs::write(&trust_list, keys.trust_list(now()).to_json()).unwrap();
     Fixture {
         qr_text: encode_qr(&cose),
+        claims,
         trust_list,
         dir,
     }
@@ -151,8 +154,73 @@ fn verify_reads_qr_text_file() {
     assert_eq!(result.unwrap(), CertOutcome::Valid);
 }
 
+/// Writes the fixture's certificate as the server renders it and returns the PDF path.
+fn certificate_pdf(fixture: &Fixture) -> PathBuf {
+    let keys = KeyRing::open_or_create_at(fixture.dir.path().join("keys"), now()).unwrap();
+    let document = documents::CertificateDocument {
+        record: &fixture.claims.record,
+        key_id: keys.active_key().unwrap().key_id(),
+        issuer: &fixture.claims.issuer,
+        issued_at: fixture.claims.issued_at,
+        qr_text: &fixture.qr_text,
+        verify_url: "http://127.0.0.1/verify",
+    };
+    let path = fixture.dir.path().join("certificate.pdf");
+    fs::write(&path, documents::render_certificate_pdf(&document).unwrap()).unwrap();
+    path
+}
+
 #[test]
-fn verify_rejects_pdf_file_clearly() {
+fn verify_certificate_pdf_is_valid() {
+    let fixture = fixture();
+    let pdf = certificate_pdf(&fixture);
+
+    let (result, output) = run(verify_command(pdf.to_str().unwrap(), &fixture.trust_list));
+
+    assert_eq!(result.unwrap(), CertOutcome::Valid);
+    assert!(output.contains("Ravi Shankar (born 1960, male)"), "{output}");
+}
+
+#[test]
+fn verify_qr_png_is_valid() {
+    let fixture = fixture();
+    let file = fixture.dir.path().join("qr.png");
+    fs::write(&file, documents::qr_png(&fixture.qr_text).unwrap()).unwrap();
+
+    let (result, output) = run(verify_command(file.to_str().unwrap(), &fixture.trust_list));
+
+    assert_eq!(result.unwrap(), CertOutcome::Valid);
+    assert!(output.starts_with("VALID\n"), "{output}");
+}
+
+#[test]
+fn verify_tampered_pdf_is_invalid() {
+    let fixture = fixture();
+    let pdf = certificate_pdf(&fixture);
+    let edited = edit_qr_text_in_place(&fs::read(&pdf).unwrap(), &fixture.qr_text);
+    fs::write(&pdf, edited).unwrap();
+
+    let (result, output) = run(verify_command(pdf.to_str().unwrap(), &fixture.trust_list));
+
+    assert_eq!(result.unwrap(), CertOutcome::Invalid);
+    assert!(output.starts_with("INVALID: "), "{output}");
+}
+
+/// Changes one character of the QR text inside the PDF bytes, keeping the length, as an
+/// attacker editing the file would.
+fn edit_qr_text_in_place(pdf: &[u8], qr_text: &str) -> Vec<u8> {
+    let start = pdf
+        .windows(qr_text.len())
+        .position(|window| window == qr_text.as_bytes())
+        .expect("the QR text is stored uncompressed in the information dictionary");
+    let mut edited = pdf.to_vec();
+    let middle = start + qr_text.len() / 2;
+    edited[middle] = if edited[middle] == b'A' { b'B' } else { b'A' };
+    edited
+}
+
+#[test]
+fn verify_garbage_pdf_errors_clearly() {
     let fixture = fixture();
     let file = fixture.dir.path().join("certificate.pdf");
     fs::write(&file, b"%PDF-1.7\n...").unwrap();
@@ -160,11 +228,12 @@ fn verify_rejects_pdf_file_clearly() {
     let (result, _) = run(verify_command(file.to_str().unwrap(), &fixture.trust_list));
 
     let message = result.unwrap_err().to_string();
-    assert!(message.contains("only QR text is supported"), "{message}");
+    assert!(message.contains("PDF file): the PDF could not be read"), "{message}");
+    assert!(message.contains("pass the PDF downloaded from the server"), "{message}");
 }
 
 #[test]
-fn verify_rejects_png_file_clearly() {
+fn verify_broken_png_errors_clearly() {
     let fixture = fixture();
     let file = fixture.dir.path().join("qr");
     fs::write(&file, b"\x89PNG\r\n\x1a\n rest").unwrap();
@@ -172,10 +241,7 @@ fn verify_rejects_png_file_clearly() {
     let (result, _) = run(verify_command(file.to_str().unwrap(), &fixture.trust_list));
 
     let message = result.unwrap_err().to_string();
-    assert!(
-        message.contains("PNG file; only QR text is supported"),
-        "{message}"
-    );
+    assert!(message.contains("(PNG file): the image could not be read"), "{message}");
 }
 
 #[test]

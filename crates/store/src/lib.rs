@@ -8,7 +8,13 @@
 //! A backend makes an event visible to readers only together with every event of lower position,
 //! so a reader that continues after the last position it received never skips an event.
 //! Revisions are per stream and start at 0.
+//!
+//! Every event is also a leaf of an RFC 9162 Merkle tree ([`merkle`]), kept by the backend in the
+//! same transaction as the event, and the log keeps signed checkpoints of that tree
+//! ([`checkpoint`]), so that auditors can check a copy of the log without trusting the server.
 
+pub mod checkpoint;
+pub mod merkle;
 pub mod sqlite;
 pub mod subscription;
 
@@ -116,6 +122,31 @@ pub enum StoreError {
     /// The backend failed: I/O, a corrupt file, a closed writer.
     #[error("event store backend failed: {0}")]
     Backend(String),
+    /// A Merkle root or proof was requested for a tree size or leaf the log does not have.
+    #[error(transparent)]
+    InvalidProofRequest(#[from] merkle::ProofRequestError),
+    /// A checkpoint was rejected before storing: malformed, for another origin, or with a root
+    /// that differs from the log's tree. Nothing was stored.
+    #[error("checkpoint rejected: {0}")]
+    InvalidCheckpoint(String),
+    /// The backend does not implement this operation.
+    #[error("{0} is not supported by this event store backend")]
+    Unsupported(&'static str),
+}
+
+/// A signed checkpoint as the log stores it. Stored checkpoints are never changed or deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Sequence number, from 1, in the order the checkpoints were stored.
+    pub id: u64,
+    /// Tree size the checkpoint commits to.
+    pub tree_size: u64,
+    /// Root hash of that tree, as in the note.
+    pub root_hash: merkle::Hash,
+    /// The whole signed note, exactly as signed.
+    pub note: String,
+    /// Time the store saved it, in milliseconds since the Unix epoch (UTC).
+    pub created_at_ms: i64,
 }
 
 /// The append-only event log contract.
@@ -141,6 +172,63 @@ pub trait EventStore: Send + Sync + 'static {
     /// Returns a receiver that changes to the new head position after every commit. Readers use it
     /// to wait for new events instead of polling (catch-up with `read_all`, then wait, then read).
     fn watch_head(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Returns the number of leaves in the Merkle tree, which equals the head position.
+    async fn tree_size(&self) -> Result<u64, StoreError> {
+        Err(StoreError::Unsupported("the Merkle tree"))
+    }
+
+    /// Returns the Merkle root of the first `tree_size` events; the empty root for 0. Fails
+    /// with [`StoreError::InvalidProofRequest`] when the log is smaller.
+    async fn root_at(&self, _tree_size: u64) -> Result<merkle::Hash, StoreError> {
+        Err(StoreError::Unsupported("the Merkle tree"))
+    }
+
+    /// Returns the inclusion proof of the leaf at `leaf_index` (the event at position
+    /// `leaf_index + 1`) in the tree of `tree_size` leaves, deepest hash first.
+    async fn inclusion_proof(
+        &self,
+        _leaf_index: u64,
+        _tree_size: u64,
+    ) -> Result<Vec<merkle::Hash>, StoreError> {
+        Err(StoreError::Unsupported("the Merkle tree"))
+    }
+
+    /// Returns the consistency proof from the tree of `size1` leaves to the tree of `size2`
+    /// leaves. `size1` must be at least 1; equal sizes give an empty proof.
+    async fn consistency_proof(
+        &self,
+        _size1: u64,
+        _size2: u64,
+    ) -> Result<Vec<merkle::Hash>, StoreError> {
+        Err(StoreError::Unsupported("the Merkle tree"))
+    }
+
+    /// Returns the log's origin, `vaxledger/<ledger id>`, created with the log and never changed.
+    async fn log_origin(&self) -> Result<String, StoreError> {
+        Err(StoreError::Unsupported("signed checkpoints"))
+    }
+
+    /// Stores a signed checkpoint note after checking that its body parses, names this log's
+    /// origin, and has the root of this log's tree at its size. The signature is not checked
+    /// here; the caller signed it.
+    async fn append_checkpoint(&self, _note: String) -> Result<StoredCheckpoint, StoreError> {
+        Err(StoreError::Unsupported("signed checkpoints"))
+    }
+
+    /// Returns the checkpoint stored last, or `None` when none was stored yet.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Err(StoreError::Unsupported("signed checkpoints"))
+    }
+
+    /// Reads up to `limit` stored checkpoints with id greater than `after_id`, in id order.
+    async fn read_checkpoints(
+        &self,
+        _after_id: u64,
+        _limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        Err(StoreError::Unsupported("signed checkpoints"))
+    }
 }
 
 /// Returns the stream's current revision from its events, `None` when it has none.

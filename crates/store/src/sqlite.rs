@@ -9,23 +9,34 @@
 //! fsync of each commit over many appends. Reads use a small pool of read-only connections. In
 //! WAL mode they do not wait for the writer's transactions, and each read uses one committed
 //! snapshot.
+//!
+//! The same file contains the Merkle tree over the events (table `merkle_nodes`, kept by the writer
+//! in each group's transaction), the signed checkpoints (table `checkpoints`, written on a
+//! separate connection) and the log's origin (table `log_info`).
 
+mod checkpoints;
 mod connection;
 mod reader;
+mod tree;
 mod writer;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info};
 
-use crate::{validate_appends, AppendOutcome, EventStore, RecordedEvent, StoreError, StreamAppend};
+use crate::merkle::{self, Hash};
+use crate::{
+    validate_appends, AppendOutcome, EventStore, RecordedEvent, StoreError, StoredCheckpoint,
+    StreamAppend,
+};
 use reader::ReaderPool;
+use tree::NodeTable;
 use writer::{AppendRequest, Writer};
 
 /// Maximum number of append requests waiting for the writer; `append` waits for room beyond it.
@@ -54,6 +65,9 @@ pub struct SqliteStore {
     /// Number of transactions the writer thread has committed, so tests can check that group
     /// commit batches appends.
     commits: Arc<AtomicU64>,
+    /// Read-write connection for storing checkpoints, opened on first use; `None` inside the
+    /// mutex until then. Unused when the store is open read-only.
+    checkpoint_writer: Arc<Mutex<Option<rusqlite::Connection>>>,
 }
 
 impl SqliteStore {
@@ -84,6 +98,7 @@ impl SqliteStore {
             writer_thread: Some(writer_thread),
             head,
             commits,
+            checkpoint_writer: Arc::new(Mutex::new(None)),
         }))
     }
 
@@ -94,7 +109,9 @@ impl SqliteStore {
     /// and [`EventStore::append`] fails with [`StoreError::Backend`]. SQLite may still create the
     /// `-wal` and `-shm` files beside the database when the folder is writable. A copy must include
     /// the `-wal` file when one exists, because recent commits may still be only in it. The head
-    /// position is read once here, and `watch_head` never changes afterwards.
+    /// position is read once here, and `watch_head` never changes afterwards. The Merkle tree,
+    /// proofs and stored checkpoints can be read. A file written before the tree existed
+    /// (schema version 1) is rejected, because building its nodes needs a write.
     pub fn open_read_only(path: &Path) -> Result<Arc<SqliteStore>, StoreError> {
         if !path.exists() {
             return Err(StoreError::Backend(format!(
@@ -119,6 +136,7 @@ impl SqliteStore {
             readers,
             head: Arc::new(head),
             commits: Arc::new(AtomicU64::new(0)),
+            checkpoint_writer: Arc::new(Mutex::new(None)),
         }))
     }
 
@@ -203,6 +221,77 @@ impl EventStore for SqliteStore {
     fn watch_head(&self) -> watch::Receiver<u64> {
         self.head.subscribe()
     }
+
+    async fn tree_size(&self) -> Result<u64, StoreError> {
+        self.read(tree::leaf_count).await
+    }
+
+    async fn root_at(&self, tree_size: u64) -> Result<Hash, StoreError> {
+        self.read(move |connection, path| {
+            merkle::root_at(&mut NodeTable::new(connection, path), tree_size)
+        })
+        .await
+    }
+
+    async fn inclusion_proof(
+        &self,
+        leaf_index: u64,
+        tree_size: u64,
+    ) -> Result<Vec<Hash>, StoreError> {
+        self.read(move |connection, path| {
+            merkle::inclusion_proof(&mut NodeTable::new(connection, path), leaf_index, tree_size)
+        })
+        .await
+    }
+
+    async fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, StoreError> {
+        self.read(move |connection, path| {
+            merkle::consistency_proof(&mut NodeTable::new(connection, path), size1, size2)
+        })
+        .await
+    }
+
+    async fn log_origin(&self) -> Result<String, StoreError> {
+        self.read(checkpoints::read_origin).await
+    }
+
+    async fn append_checkpoint(&self, note: String) -> Result<StoredCheckpoint, StoreError> {
+        if self.requests.is_none() {
+            return Err(StoreError::Backend(format!(
+                "event store {} is open read-only, so checkpoints cannot be stored",
+                self.path.display()
+            )));
+        }
+
+        let path = self.path.clone();
+        let checkpoint_writer = self.checkpoint_writer.clone();
+        run_blocking(&self.path, move || {
+            let mut slot = checkpoint_writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let connection = match slot.as_mut() {
+                Some(connection) => connection,
+                None => slot.insert(connection::open_side_writer(&path)?),
+            };
+            checkpoints::insert_checkpoint(connection, &path, &note)
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(checkpoints::latest).await
+    }
+
+    async fn read_checkpoints(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.read(move |connection, path| {
+            checkpoints::read_after(connection, path, after_id, limit)
+        })
+        .await
+    }
 }
 
 impl Drop for SqliteStore {
@@ -210,6 +299,10 @@ impl Drop for SqliteStore {
         // Close idle readers first. The writer's connection is then the last one open, and only
         // a read-write connection can checkpoint the WAL into the main file on shutdown.
         self.readers.close_idle();
+        self.checkpoint_writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
 
         // Closing the request channel lets the writer commit what is queued and then stop.
         self.requests = None;

@@ -105,5 +105,11 @@ fn kill_keeps_acknowledged_appends() {
                 "acknowledged position {position} lost"
             );
         }
+
+        // The Merkle leaves commit with their events, so the kill cannot leave them apart.
+        let tree_size = store.tree_size().await.expect("tree size");
+        assert_eq!(tree_size, head);
+        let expected_root = store::merkle::root_from_events(&events).expect("gap-free events");
+        assert_eq!(store.root_at(head).await.expect("root"), expected_root);
     });
 }

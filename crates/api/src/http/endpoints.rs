@@ -674,6 +674,7 @@ impl Api {
                 Metrics::bump(&self.state.metrics.bookings);
                 self.settle(booked.position).await;
                 self.send_booking_sms(&beneficiary_id, &booked);
+                crate::slip_codes::remember_booked_code(&self.state, booked.appointment_id, &booked.code);
                 let appointment_id = booked.appointment_id.to_string();
                 tracing::info!(appointment_id, request_id = %actor.request_id, walk_in = actor.role == Role::Verifier, "appointment booked");
                 Ok(BookingView {

@@ -1,9 +1,13 @@
 //! HTTP layer: poem-openapi endpoints under `/api/v1`, problem documents, and the routes
 //! outside the API (`/healthz`, `/metrics`, `/openapi.json`, `/docs`).
 
+pub mod audit;
+pub mod documents;
 pub mod endpoints;
+pub mod fraud;
 pub mod problem;
 pub mod state;
+pub mod verify_page;
 
 use std::sync::Arc;
 
@@ -18,7 +22,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Builds the whole application: API, docs, health and metrics, with the error converter.
 pub fn app(state: Arc<AppState>, server_url: &str) -> impl poem::Endpoint {
-    let api = OpenApiService::new(endpoints::Api { state: Arc::clone(&state) }, "vaxledger", env!("CARGO_PKG_VERSION"))
+    let api = OpenApiService::new((endpoints::Api { state: Arc::clone(&state) }, audit::AuditApi { state: Arc::clone(&state) }, documents::DocumentsApi { state: Arc::clone(&state) }, fraud::FraudApi { state: Arc::clone(&state) }), "vaxledger", env!("CARGO_PKG_VERSION"))
         .server(format!("{server_url}/api/v1"));
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
@@ -28,6 +32,7 @@ pub fn app(state: Arc<AppState>, server_url: &str) -> impl poem::Endpoint {
         .nest("/docs", docs)
         .at("/healthz", get(healthz))
         .at("/metrics", get(metrics))
+        .at(verify_page::VERIFY_PATH, get(verify_page::show).post(verify_page::submit))
         .data(state)
         .around(limit_body)
         .with(Tracing)
@@ -53,6 +58,10 @@ fn metrics(state: Data<&Arc<AppState>>) -> impl IntoResponse {
 /// poem's `SizeLimit` also rejects requests with no `Content-Length` (411), which would turn
 /// away every GET; this checks the header when present and otherwise reads at most the limit.
 async fn limit_body<E: Endpoint>(next: E, mut request: Request) -> poem::Result<Response> {
+    // The verify page takes file uploads and enforces its own, larger limit.
+    if request.uri().path() == verify_page::VERIFY_PATH {
+        return next.call(request).await.map(IntoResponse::into_response);
+    }
     let too_large = || problem::Problem::new(
         poem::http::StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",

@@ -2,16 +2,21 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use projections::fraud::FraudProjections;
 use signer::keys::KeyRing;
 use signer::vault::CertificateVault;
 
+use crate::audit::AuditLog;
 use crate::ledger::Ledger;
 
 /// Everything a request handler needs.
 pub struct AppState {
     /// Application service over the event log.
     pub ledger: Ledger,
+    /// Fraud read models (attempts, daily counters, alerts, disputes) in `fraud.db`.
+    pub fraud: Arc<FraudProjections>,
     /// Issuer keys for certificates.
     pub keys: KeyRing,
     /// Signed certificate bytes.
@@ -20,6 +25,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Audit key and signed checkpoints of the event log.
+    pub audit: Arc<AuditLog>,
 }
 
 /// Prometheus counters.

@@ -1,17 +1,24 @@
-//! Opening SQLite connections with the store's settings, and creating or checking the schema.
+//! Opening SQLite connections with the store's settings, and creating, upgrading or checking the
+//! schema.
 
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rand::RngCore;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tracing::info;
 
-use super::{backend_error, reader};
+use super::{backend_error, reader, tree};
+use crate::checkpoint::ORIGIN_PREFIX;
 use crate::StoreError;
 
 /// Schema version kept in `PRAGMA user_version`; a file with a higher one was written by a newer
-/// release and is rejected.
-const SCHEMA_VERSION: i64 = 1;
+/// release and is rejected. Version 1 had only the events; version 2 added the Merkle tree,
+/// the checkpoints and the log's origin, and opening a version 1 file read-write upgrades it.
+const SCHEMA_VERSION: i64 = 2;
+
+/// Schema version of files written before the Merkle tree existed.
+const SCHEMA_VERSION_WITHOUT_TREE: i64 = 1;
 
 /// Value that `PRAGMA synchronous` reads back as when set to FULL.
 const SYNCHRONOUS_FULL: i64 = 2;
@@ -20,9 +27,9 @@ const SYNCHRONOUS_FULL: i64 = 2;
 /// `SQLITE_BUSY`. The writer holds the write lock for one group commit, normally far shorter.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Creates the tables. Positions are assigned by the writer, never by SQLite's rowid allocation,
-/// and no row is ever deleted, so positions stay gap-free.
-const CREATE_SCHEMA: &str = "
+/// Creates the event tables (schema version 1). Positions are assigned by the writer, never by
+/// SQLite's rowid allocation, and no row is ever deleted, so positions stay gap-free.
+const CREATE_EVENT_TABLES: &str = "
     CREATE TABLE events (
         position INTEGER PRIMARY KEY,
         stream_id TEXT NOT NULL,
@@ -37,6 +44,41 @@ const CREATE_SCHEMA: &str = "
     CREATE TABLE streams (
         stream_id TEXT PRIMARY KEY,
         revision INTEGER NOT NULL
+    ) WITHOUT ROWID;
+";
+
+/// Creates the tables added by schema version 2.
+///
+/// `merkle_nodes` holds the hash of every perfect subtree of the Merkle tree: the node at
+/// `(level, idx)` covers the leaves `[idx * 2^level, (idx + 1) * 2^level)`, and level 0 holds
+/// the leaf hashes. `checkpoints` holds signed checkpoint notes. Triggers reject any change or
+/// deletion of both, because nodes follow from the events and checkpoints are signed statements.
+/// `log_info` holds the log's origin.
+const CREATE_AUDIT_TABLES: &str = "
+    CREATE TABLE merkle_nodes (
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER merkle_nodes_never_updated BEFORE UPDATE ON merkle_nodes
+    BEGIN SELECT RAISE(ABORT, 'Merkle nodes are never changed'); END;
+    CREATE TRIGGER merkle_nodes_never_deleted BEFORE DELETE ON merkle_nodes
+    BEGIN SELECT RAISE(ABORT, 'Merkle nodes are never deleted'); END;
+    CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY,
+        tree_size INTEGER NOT NULL,
+        root_hash BLOB NOT NULL,
+        note TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TRIGGER checkpoints_never_updated BEFORE UPDATE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'signed checkpoints are never changed'); END;
+    CREATE TRIGGER checkpoints_never_deleted BEFORE DELETE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'signed checkpoints are never deleted'); END;
+    CREATE TABLE log_info (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
     ) WITHOUT ROWID;
 ";
 
@@ -66,7 +108,34 @@ pub(super) fn open_writer(path: &Path) -> Result<(Connection, u64), StoreError> 
         ));
     }
 
-    // FULL syncs the WAL on every commit, so a commit that returned survives a power loss.
+    set_synchronous_full(&connection, path)?;
+
+    create_schema_if_missing(&mut connection, path)?;
+    check_schema(&connection, path)?;
+    tree::build_missing_nodes(&mut connection, path)?;
+
+    let head = reader::head_position(&connection, path)?;
+    Ok((connection, head))
+}
+
+/// Opens a read-write connection to an existing store, for writes outside the writer thread
+/// (signed checkpoints). It never creates the file or changes the schema.
+pub(super) fn open_side_writer(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)
+        .map_err(|err| backend_error(path, "open the database file for checkpoints", err))?;
+
+    connection
+        .busy_timeout(BUSY_TIMEOUT)
+        .map_err(|err| backend_error(path, "set busy_timeout", err))?;
+    set_synchronous_full(&connection, path)?;
+
+    Ok(connection)
+}
+
+/// Sets `synchronous=FULL`, which syncs the WAL on every commit, so a commit that returned
+/// survives a power loss. The setting belongs to the connection, so every writer sets it.
+fn set_synchronous_full(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     connection
         .pragma_update(None, "synchronous", "FULL")
         .map_err(|err| backend_error(path, "set synchronous=FULL", err))?;
@@ -80,12 +149,7 @@ pub(super) fn open_writer(path: &Path) -> Result<(Connection, u64), StoreError> 
             format!("SQLite kept synchronous={synchronous}"),
         ));
     }
-
-    create_schema_if_missing(&mut connection, path)?;
-    check_schema(&connection, path)?;
-
-    let head = reader::head_position(&connection, path)?;
-    Ok((connection, head))
+    Ok(())
 }
 
 /// Opens a read-only connection; it can never change the file.
@@ -101,14 +165,19 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(connection)
 }
 
-/// Creates the tables in a new, empty file. A file that already has tables but no schema
-/// version belongs to another program and is rejected rather than changed.
+/// Creates the tables in a new, empty file, or adds the version 2 tables to a version 1 file.
+/// A file that already has tables but no schema version belongs to another program and is
+/// rejected rather than changed. The Merkle nodes of existing events are built afterwards by
+/// [`tree::build_missing_nodes`].
 fn create_schema_if_missing(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let transaction = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|err| backend_error(path, "begin the schema transaction", err))?;
 
     let version = schema_version(&transaction, path)?;
+    if version == SCHEMA_VERSION_WITHOUT_TREE {
+        return upgrade_to_tree_schema(transaction, path);
+    }
     if version != 0 {
         return Ok(());
     }
@@ -126,23 +195,81 @@ fn create_schema_if_missing(connection: &mut Connection, path: &Path) -> Result<
     }
 
     transaction
-        .execute_batch(CREATE_SCHEMA)
+        .execute_batch(CREATE_EVENT_TABLES)
         .map_err(|err| backend_error(path, "create the schema", err))?;
-    transaction
-        .pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(|err| backend_error(path, "set the schema version", err))?;
+    let origin = create_audit_tables(&transaction, path)?;
     transaction
         .commit()
         .map_err(|err| backend_error(path, "commit the new schema", err))?;
 
-    info!(path = %path.display(), schema_version = SCHEMA_VERSION, "created event store schema");
+    info!(
+        path = %path.display(),
+        schema_version = SCHEMA_VERSION,
+        origin = %origin,
+        "created event store schema"
+    );
     Ok(())
+}
+
+/// Adds the Merkle, checkpoint and origin tables to a version 1 file and commits.
+fn upgrade_to_tree_schema(transaction: Transaction<'_>, path: &Path) -> Result<(), StoreError> {
+    let origin = create_audit_tables(&transaction, path)?;
+    transaction
+        .commit()
+        .map_err(|err| backend_error(path, "commit the schema upgrade", err))?;
+
+    info!(
+        path = %path.display(),
+        from_version = SCHEMA_VERSION_WITHOUT_TREE,
+        to_version = SCHEMA_VERSION,
+        origin = %origin,
+        "upgraded event store schema; the Merkle nodes of existing events are built next"
+    );
+    Ok(())
+}
+
+/// Creates the version 2 tables, stores a new random origin and sets the schema version.
+/// Returns the origin.
+fn create_audit_tables(transaction: &Transaction<'_>, path: &Path) -> Result<String, StoreError> {
+    transaction
+        .execute_batch(CREATE_AUDIT_TABLES)
+        .map_err(|err| backend_error(path, "create the Merkle and checkpoint tables", err))?;
+
+    let origin = new_origin();
+    transaction
+        .execute(
+            "INSERT INTO log_info (name, value) VALUES ('origin', ?1)",
+            [&origin],
+        )
+        .map_err(|err| backend_error(path, "store the log origin", err))?;
+
+    transaction
+        .pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(|err| backend_error(path, "set the schema version", err))?;
+    Ok(origin)
+}
+
+/// Returns a new origin: the prefix and 128 random bits in hex. It names the log, not the
+/// host, so a copied or moved data folder keeps it.
+fn new_origin() -> String {
+    let mut ledger_id = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut ledger_id);
+    let hex: String = ledger_id.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("{ORIGIN_PREFIX}{hex}")
 }
 
 /// Checks that the file has this release's schema, by version and by preparing every query the
 /// store runs, so that a foreign or damaged file fails at open and not on the first append.
 pub(super) fn check_schema(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     let version = schema_version(connection, path)?;
+    if version == SCHEMA_VERSION_WITHOUT_TREE {
+        return Err(backend_error(
+            path,
+            "check the schema",
+            "schema version 1 has no Merkle tree yet; open the file read-write once, \
+             for example by starting `vaxledger serve` on it or on a copy, to build it",
+        ));
+    }
     if version != SCHEMA_VERSION {
         return Err(backend_error(
             path,
@@ -158,6 +285,9 @@ pub(super) fn check_schema(connection: &Connection, path: &Path) -> Result<(), S
         "SELECT position, stream_id, revision, event_type, schema_version, payload, metadata, \
          recorded_at_ms FROM events LIMIT 0",
         "SELECT stream_id, revision FROM streams LIMIT 0",
+        "SELECT level, idx, hash FROM merkle_nodes LIMIT 0",
+        "SELECT id, tree_size, root_hash, note, created_at_ms FROM checkpoints LIMIT 0",
+        "SELECT name, value FROM log_info LIMIT 0",
     ] {
         connection
             .prepare(query)

@@ -17,7 +17,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use super::{backend_error, failure_message};
+use super::{backend_error, failure_message, tree};
+use crate::merkle::{self, leaf_hash, LeafFields};
 use crate::{AppendOutcome, ExpectedRevision, NewEvent, StoreError, StreamAppend};
 
 /// Maximum number of append requests committed in one transaction. It bounds the time the write
@@ -393,7 +394,7 @@ fn current_revision(
         .transpose()
 }
 
-/// Inserts one event row.
+/// Inserts one event row and its Merkle leaf, with the parents the leaf completes.
 fn insert_event(
     connection: &Connection,
     path: &Path,
@@ -404,6 +405,17 @@ fn insert_event(
     recorded_at_ms: i64,
 ) -> Result<(), StoreError> {
     let action = || format!("append event {revision} to stream {stream_id}");
+    let leaf = merkle::encode_leaf(&LeafFields {
+        position,
+        stream_id,
+        revision,
+        event_type: &event.event_type,
+        schema_version: event.schema_version,
+        payload: &event.payload,
+        metadata: &event.metadata,
+        recorded_at_ms,
+    });
+    let leaf_index = position - 1;
     let position = to_signed(position, path, "position", &action)?;
     let revision = to_signed(revision, path, "revision", &action)?;
     let metadata =
@@ -428,7 +440,7 @@ fn insert_event(
         })
         .map_err(|err| backend_error(path, action(), err))?;
 
-    Ok(())
+    tree::append_leaf(connection, path, leaf_index, leaf_hash(&leaf))
 }
 
 /// Stores the stream's new current revision.
@@ -503,7 +515,7 @@ fn to_signed(
 /// Returns the current time in milliseconds since the Unix epoch, or 0 for a clock set before
 /// 1970. The writer never records a time earlier than the last event's, so the log's times do
 /// not go backwards when the clock is stepped back.
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
