@@ -49,7 +49,7 @@ async fn simulate_small_day_passes_every_check() {
 
     let counts = &report.counts;
     assert_eq!(counts.centres, 4);
-    assert_eq!(counts.citizens, 60 + 13, "60 citizens and 13 capacity-race citizens log in");
+    assert!(counts.citizens > 60 + 13, "60 citizens, 13 capacity-race citizens and the planted-pattern citizens log in");
     assert!(counts.bookings > 0);
     assert!(counts.searches > counts.bookings, "searches {} should outnumber bookings {}", counts.searches, counts.bookings);
     assert!(counts.certificates > 0);

@@ -41,6 +41,8 @@ use tracing::{info, warn};
 
 use crate::ledger::today_in_india;
 
+mod planted;
+
 /// Server URL used when `--url` is not given: the address `vaxledger serve` listens on by default.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 
@@ -313,6 +315,18 @@ impl Report {
 
 /// Every check, in report order, with what it expects of the server.
 const CHECKS: &[(&str, &str)] = &[
+    ("planted_patterns_set_up", "the planted-pattern centres, citizens and investigator token were set up"),
+    ("planted_wrong_centre_rejected", "a code submitted by another centre's verifier is rejected as wrong_centre"),
+    ("planted_padding_rejected", "a dose pushed for a no-show without a code is rejected as code_not_verified"),
+    ("planted_dispute_raised", "a citizen raises a dispute on a recorded dose"),
+    ("planted_lockout_alert", "each brute-forced appointment raises a lockout alert"),
+    ("planted_enumeration_alert", "codes tried in sequence raise enumeration alerts, per appointment and spread"),
+    ("planted_verifier_alert", "the brute-forcing verifier raises a many-rejections alert"),
+    ("planted_padding_alert", "each dose pushed without a code raises an alert"),
+    ("planted_wrong_centre_alert", "each code tried at another centre raises an alert against that centre"),
+    ("planted_dispute_alert", "the dispute raises an alert"),
+    ("honest_no_alerts", "the control centres and their verifiers raise no alert"),
+    ("planted_revocation", "an upheld dispute revokes the certificate, and verification then says revoked"),
     ("citizen_login", "a citizen gets an OTP by SMS and exchanges it for a token"),
     ("beneficiary_registered", "a citizen registers a beneficiary under their mobile number"),
     ("session_search", "a session search for a district and date returns the sessions"),
@@ -1191,6 +1205,7 @@ pub async fn simulate(config: SimulateConfig) -> anyhow::Result<Report> {
     let outcomes = run_centre_day(&sim, &world, &mut plan, bookings, &config).await;
     check_final_states(&sim, &outcomes, config.concurrency).await;
     check_sessions(&sim, &world).await;
+    planted::run_planted(&sim, world.district_names[0], config.seed).await;
 
     if today_in_india(Utc::now()) != today_date {
         warn!(date = %sim.today, "the date in India changed during the run; codes submitted after midnight were rejected as wrong_date");
