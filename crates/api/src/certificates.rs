@@ -83,16 +83,8 @@ pub async fn verify_online(state: &AppState, qr_text: &str) -> Result<Verificati
     let Verification::Valid { record, .. } = &first else {
         return Ok(first);
     };
-    let Some(stored) = state.vault.get(record.certificate_id).await.map_err(|err| err.to_string())? else {
-        return Ok(first);
-    };
-    let appointment = state
-        .ledger
-        .projections
-        .appointment(&stored.appointment_id.to_string())
-        .map_err(|err| err.to_string())?;
-    let revoked = appointment.is_some_and(|row| row.certificate_revoked && row.certificate_id.as_deref() == Some(&record.certificate_id.to_string()));
-    if !revoked {
+    let revocation = state.ledger.projections.revocation(&record.certificate_id.to_string()).map_err(|err| err.to_string())?;
+    if revocation.is_none() {
         return Ok(first);
     }
     let revoked_ids: HashSet<CertificateId> = [record.certificate_id].into_iter().collect();

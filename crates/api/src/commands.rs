@@ -44,6 +44,7 @@ macro_rules! execute {
         }
     }};
 }
+pub(crate) use execute;
 
 /// Returns the position of the last event appended, or 0.
 fn last_position(outcome: &store::AppendOutcome) -> u64 {

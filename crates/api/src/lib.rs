@@ -6,6 +6,7 @@ pub mod bench;
 pub mod certificates;
 pub mod cli;
 pub mod commands;
+pub mod corrections;
 pub mod fraud_commands;
 pub mod http;
 pub mod ledger;

@@ -75,6 +75,21 @@ pub struct Beneficiary {
     pub open_appointments: BTreeMap<u8, AppointmentId>,
     /// Doses received, by dose number.
     pub doses: BTreeMap<u8, DoseRecord>,
+    /// Corrections recorded so far, checked against the configured limit.
+    pub corrections: u32,
+}
+
+/// Command: correct a beneficiary's name, year of birth or gender.
+#[derive(Debug, Clone)]
+pub struct CorrectBeneficiary {
+    /// Beneficiary to correct.
+    pub beneficiary_id: BeneficiaryId,
+    /// Corrected name.
+    pub name: String,
+    /// Corrected year of birth.
+    pub year_of_birth: u16,
+    /// Corrected gender.
+    pub gender: Gender,
 }
 
 /// Replaces all but the last four characters of an ID number with `X`.
@@ -109,6 +124,7 @@ impl Beneficiary {
                 });
             }
             Event::BeneficiaryCorrected { name, year_of_birth, gender, .. } => {
+                self.corrections += 1;
                 if let Some(info) = &mut self.info {
                     info.name = name.clone();
                     info.year_of_birth = *year_of_birth;
@@ -179,6 +195,34 @@ impl Beneficiary {
         ])
     }
 
+    /// Decides the event for a correction, allowed `max_corrections` times in all.
+    pub fn handle_correct(&self, command: CorrectBeneficiary, max_corrections: u32, current_year: i32) -> Result<Vec<Event>, Rejection> {
+        let Some(info) = &self.info else {
+            return Err(Rejection::NotFound { entity: "beneficiary", id: command.beneficiary_id.to_string() });
+        };
+        if self.corrections >= max_corrections {
+            return Err(Rejection::conflict(
+                "beneficiary_id",
+                "correction_limit_reached",
+                format!("this beneficiary has used all {max_corrections} allowed corrections"),
+            ));
+        }
+        let name = clean_text("name", &command.name, 100)?;
+        let year = i32::from(command.year_of_birth);
+        if year < 1900 || year > current_year {
+            return Err(Rejection::invalid("year_of_birth", format!("year_of_birth must be between 1900 and {current_year}")));
+        }
+        if name == info.name && command.year_of_birth == info.year_of_birth && command.gender == info.gender {
+            return Err(Rejection::conflict("name", "no_change", "the correction changes nothing; send the corrected name, year of birth or gender"));
+        }
+        Ok(vec![Event::BeneficiaryCorrected {
+            beneficiary_id: info.beneficiary_id,
+            name,
+            year_of_birth: command.year_of_birth,
+            gender: command.gender,
+        }])
+    }
+
     /// Returns the beneficiary's age in the given year.
     pub fn age_in(&self, date: NaiveDate) -> Option<i32> {
         self.info.as_ref().map(|info| date.year() - i32::from(info.year_of_birth))
@@ -243,6 +287,33 @@ mod tests {
             let err = Beneficiary::default().handle_register(cmd, &Mobile::default(), &key(), 2021).unwrap_err();
             assert_eq!(err.field(), Some(field));
         }
+    }
+
+    #[test]
+    fn correct_limited_and_must_change() {
+        let mut beneficiary = Beneficiary::default();
+        let command = command();
+        let beneficiary_id = command.beneficiary_id;
+        for event in beneficiary.handle_register(command, &Mobile::default(), &key(), 2021).unwrap() {
+            beneficiary.apply(&event);
+        }
+        let correction = |name: &str| CorrectBeneficiary { beneficiary_id, name: name.into(), year_of_birth: 1960, gender: Gender::Female };
+
+        let unchanged = beneficiary.handle_correct(correction("Asha Devi"), 2, 2021).unwrap_err();
+        assert!(matches!(unchanged, Rejection::Conflict { code: "no_change", .. }), "{unchanged:?}");
+        for name in ["Asha Devi Rao", "Asha Rao"] {
+            let events = beneficiary.handle_correct(correction(name), 2, 2021).unwrap();
+            events.iter().for_each(|event| beneficiary.apply(event));
+        }
+        assert_eq!(beneficiary.info.as_ref().unwrap().name, "Asha Rao");
+        let limited = beneficiary.handle_correct(correction("A. Rao"), 2, 2021).unwrap_err();
+        assert!(matches!(limited, Rejection::Conflict { code: "correction_limit_reached", .. }), "{limited:?}");
+    }
+
+    #[test]
+    fn correct_unknown_not_found() {
+        let command = CorrectBeneficiary { beneficiary_id: BeneficiaryId::new(Uuid::new_v4()), name: "X".into(), year_of_birth: 1990, gender: Gender::Male };
+        assert!(matches!(Beneficiary::default().handle_correct(command, 2, 2021), Err(Rejection::NotFound { .. })));
     }
 
     #[test]

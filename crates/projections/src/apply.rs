@@ -135,7 +135,12 @@ pub(crate) fn apply_event(tx: &Transaction<'_>, recorded: &RecordedEvent, event:
                 params![appointment_id.to_string(), certificate_id.to_string()],
             )?;
         }
-        Event::CertificateRevoked { appointment_id, certificate_id, .. } => {
+        Event::CertificateRevoked { appointment_id, certificate_id, reason, .. } => {
+            tx.execute(
+                "INSERT OR IGNORE INTO revoked_certificates (certificate_id, appointment_id, reason, revoked_at_ms, position)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![certificate_id.to_string(), appointment_id.to_string(), enum_name(reason), recorded.recorded_at_ms, position],
+            )?;
             tx.execute(
                 "UPDATE appointments SET certificate_revoked = 1 WHERE appointment_id = ?1 AND certificate_id = ?2",
                 params![appointment_id.to_string(), certificate_id.to_string()],

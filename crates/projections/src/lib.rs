@@ -106,6 +106,13 @@ CREATE TABLE IF NOT EXISTS appointments (
     booked_position INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS appointments_by_beneficiary ON appointments (beneficiary_id);
+CREATE TABLE IF NOT EXISTS revoked_certificates (
+    certificate_id TEXT PRIMARY KEY,
+    appointment_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    revoked_at_ms INTEGER NOT NULL,
+    position INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS appointments_by_session ON appointments (session_id);
 "#;
 
@@ -193,7 +200,7 @@ impl Projections {
         connection
             .execute_batch(
                 "BEGIN; DELETE FROM centres; DELETE FROM sessions; DELETE FROM beneficiaries;
-                 DELETE FROM appointments; DELETE FROM checkpoint; COMMIT;",
+                 DELETE FROM appointments; DELETE FROM revoked_certificates; DELETE FROM checkpoint; COMMIT;",
             )
             .map_err(&to_error)?;
         self.position.send_replace(0);

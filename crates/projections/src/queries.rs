@@ -5,6 +5,19 @@ use serde::Serialize;
 
 use crate::{ProjectionError, Projections};
 
+/// A revoked certificate, as listed for offline verifiers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RevocationRow {
+    pub certificate_id: String,
+    pub appointment_id: String,
+    /// superseded_by_correction, fraud or error.
+    pub reason: String,
+    /// Time the revocation was recorded, milliseconds since the Unix epoch.
+    pub revoked_at_ms: i64,
+    /// Position of the `CertificateRevoked` event.
+    pub position: u64,
+}
+
 /// A centre as registered.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CentreRow {
@@ -219,4 +232,39 @@ impl Projections {
             rows.collect()
         })
     }
+
+    /// Returns the revocation of a certificate, if it was revoked.
+    pub fn revocation(&self, certificate_id: &str) -> Result<Option<RevocationRow>, ProjectionError> {
+        self.with_reader(|connection| {
+            connection
+                .query_row(
+                    "SELECT certificate_id, appointment_id, reason, revoked_at_ms, position FROM revoked_certificates WHERE certificate_id = ?1",
+                    params![certificate_id],
+                    revocation_row,
+                )
+                .optional()
+        })
+    }
+
+    /// Returns revocations recorded after `after` (a position), oldest first, at most `limit`.
+    pub fn revocations(&self, after: u64, limit: usize) -> Result<Vec<RevocationRow>, ProjectionError> {
+        self.with_reader(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT certificate_id, appointment_id, reason, revoked_at_ms, position FROM revoked_certificates
+                 WHERE position > ?1 ORDER BY position LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![after as i64, limit as i64], revocation_row)?;
+            rows.collect()
+        })
+    }
+}
+
+fn revocation_row(row: &Row<'_>) -> rusqlite::Result<RevocationRow> {
+    Ok(RevocationRow {
+        certificate_id: row.get(0)?,
+        appointment_id: row.get(1)?,
+        reason: row.get(2)?,
+        revoked_at_ms: row.get(3)?,
+        position: row.get(4)?,
+    })
 }

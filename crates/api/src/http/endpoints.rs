@@ -480,6 +480,66 @@ struct StaffTokenView {
     revoked: bool,
 }
 
+/// Correct a beneficiary's name, year of birth or gender.
+#[derive(Object)]
+struct CorrectionRequest {
+    name: String,
+    year_of_birth: u16,
+    /// female, male or other.
+    gender: String,
+}
+
+/// Outcome of a correction.
+#[derive(Object, serde::Serialize, serde::Deserialize)]
+struct CorrectionOutcome {
+    beneficiary_id: String,
+    /// Certificates revoked as superseded by the correction.
+    superseded_certificates: Vec<String>,
+    /// Certificates signed from the corrected record.
+    new_certificates: Vec<String>,
+    position: u64,
+}
+
+/// Revoke a certificate.
+#[derive(Object)]
+struct RevocationRequest {
+    /// fraud or error.
+    reason: String,
+    /// Why, for the record (1 to 1000 characters).
+    note: String,
+}
+
+/// A certificate just revoked.
+#[derive(Object, serde::Serialize, serde::Deserialize)]
+struct RevocationOutcome {
+    certificate_id: String,
+    reason: String,
+    position: u64,
+}
+
+/// One revoked certificate in the revocation list.
+#[derive(Object)]
+struct RevokedCertificate {
+    certificate_id: String,
+    /// superseded_by_correction, fraud or error.
+    reason: String,
+    /// Time of the revocation, RFC 3339.
+    revoked_at: String,
+    /// Ledger position of the revocation, usable as the `after` cursor.
+    position: u64,
+}
+
+/// Revocation list for offline verifiers.
+#[derive(Object)]
+struct RevocationList {
+    /// Time this list was produced, RFC 3339; offline verifiers should refresh it regularly.
+    issued_at: String,
+    /// Revoked certificates after the cursor, oldest first.
+    revoked: Vec<RevokedCertificate>,
+    /// Cursor for the next page, absent on the last page.
+    next_after: Option<u64>,
+}
+
 #[OpenApi]
 impl Api {
     /// Sends a six-digit OTP to the mobile number by SMS.
@@ -799,6 +859,75 @@ impl Api {
             Ok(AppointmentOutcome { appointment_id: appointment_id.to_string(), status: "unlocked".into(), position, certificate_id: None })
         })
         .await
+    }
+
+    /// Corrects a beneficiary's name, year of birth or gender (the citizen who owns it). Each
+    /// certificate in force is revoked as superseded and signed again with the corrected data.
+    #[oai(path = "/beneficiaries/:id/corrections", method = "post", tag = "ApiTags::Appointments")]
+    async fn correct_beneficiary(&self, auth: BearerAuth, request: &Request, id: Path<String>, body: Json<CorrectionRequest>) -> ApiResult<CorrectionOutcome> {
+        let actor = self.actor(&auth, request, &[Role::Citizen])?;
+        let beneficiary_id = BeneficiaryId::parse(&id.0).map_err(Problem::from)?;
+        let route = format!("correct:{beneficiary_id}");
+        self.idempotent(&actor, &route, async {
+            let command = domain::beneficiary::CorrectBeneficiary {
+                beneficiary_id,
+                name: body.name.clone(),
+                year_of_birth: body.year_of_birth,
+                gender: parse_json_enum::<Gender>("gender", &body.gender, "female, male, other")?,
+            };
+            let corrected = crate::corrections::correct(&self.state, &actor, command).await.map_err(|err| match err {
+                LedgerError::Forbidden(_) => Problem::not_found("beneficiary_id", format!("beneficiary {beneficiary_id} not found")),
+                other => Problem::from(other),
+            })?;
+            self.settle(corrected.position).await;
+            Ok(CorrectionOutcome {
+                beneficiary_id: beneficiary_id.to_string(),
+                superseded_certificates: corrected.superseded.iter().map(ToString::to_string).collect(),
+                new_certificates: corrected.issued.iter().map(ToString::to_string).collect(),
+                position: corrected.position,
+            })
+        })
+        .await
+    }
+
+    /// Revokes a certificate with a reason (investigator).
+    #[oai(path = "/certificates/:id/revocation", method = "post", tag = "ApiTags::Certificates")]
+    async fn revoke_certificate(&self, auth: BearerAuth, request: &Request, id: Path<String>, body: Json<RevocationRequest>) -> ApiResult<RevocationOutcome> {
+        let actor = self.actor(&auth, request, &[Role::Investigator])?;
+        let certificate_id = CertificateId::parse(&id.0).map_err(Problem::from)?;
+        let reason = match body.reason.trim() {
+            "fraud" => domain::events::RevocationReason::Fraud,
+            "error" => domain::events::RevocationReason::Error,
+            _ => return Err(Problem::invalid("reason", "reason must be fraud or error; corrections supersede certificates by themselves").into()),
+        };
+        let route = format!("revoke:{certificate_id}");
+        self.idempotent(&actor, &route, async {
+            let position = crate::corrections::revoke(&self.state, &actor, certificate_id, reason, &body.note).await.map_err(Problem::from)?;
+            self.settle(position).await;
+            Ok(RevocationOutcome { certificate_id: certificate_id.to_string(), reason: body.reason.trim().to_owned(), position })
+        })
+        .await
+    }
+
+    /// Returns revoked certificates, for offline verifiers (public), paged by position.
+    #[oai(path = "/revocations", method = "get", tag = "ApiTags::Certificates")]
+    async fn revocations(&self, after: Query<Option<u64>>, limit: Query<Option<u32>>) -> ApiResult<RevocationList> {
+        let limit = limit.0.unwrap_or(1000);
+        if limit == 0 || limit > 10_000 {
+            return Err(Problem::invalid("limit", "limit must be between 1 and 10000").into());
+        }
+        let rows = self.state.ledger.projections.revocations(after.0.unwrap_or(0), limit as usize).map_err(internal)?;
+        let next_after = (rows.len() == limit as usize).then(|| rows.last().map(|row| row.position)).flatten();
+        let revoked = rows
+            .into_iter()
+            .map(|row| RevokedCertificate {
+                certificate_id: row.certificate_id,
+                reason: row.reason,
+                revoked_at: chrono::DateTime::<Utc>::from_timestamp_millis(row.revoked_at_ms).unwrap_or_default().to_rfc3339(),
+                position: row.position,
+            })
+            .collect();
+        Ok(Json(RevocationList { issued_at: Utc::now().to_rfc3339(), revoked, next_after }))
     }
 
     /// Returns a certificate with its QR text (the citizen who owns it, or staff).
