@@ -123,6 +123,13 @@ pub enum KeysAction {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Revoke an issuer key: certificates it signed then fail verification with "revoked key".
+    Revoke {
+        /// Key id, 16 hex characters, as `keys list` shows.
+        key_id: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
 }
 
 /// Runs the parsed command line.
@@ -211,16 +218,26 @@ fn run_tokens(action: TokensAction) -> anyhow::Result<ExitCode> {
 
 fn run_keys(action: KeysAction) -> anyhow::Result<ExitCode> {
     let data = match &action {
-        KeysAction::List { data } | KeysAction::Rotate { data } => data,
+        KeysAction::List { data } | KeysAction::Rotate { data } | KeysAction::Revoke { data, .. } => data,
     };
     let dir = DataDir::new(&data.data_dir);
     if !dir.keys().exists() {
         anyhow::bail!("{} has no keys folder; start `vaxledger serve --data-dir {}` once to create it", dir.root.display(), dir.root.display());
     }
     let keys = KeyRing::open_or_create(dir.keys()).context("opening issuer keys")?;
-    if let KeysAction::Rotate { .. } = action {
-        let info = keys.rotate(Utc::now())?;
-        println!("new active key: {}", serde_json::to_string(&info)?);
+    match &action {
+        KeysAction::Rotate { .. } => {
+            let info = keys.rotate(Utc::now())?;
+            println!("new active key: {}", serde_json::to_string(&info)?);
+        }
+        KeysAction::Revoke { key_id, .. } => {
+            let key_id: signer::keys::KeyId = key_id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{key_id:?} is not a key id; `vaxledger keys list` shows the 16-hex-character ids"))?;
+            let info = keys.revoke(key_id, Utc::now())?;
+            println!("revoked key: {}", serde_json::to_string(&info)?);
+        }
+        KeysAction::List { .. } => {}
     }
     for info in keys.keys() {
         println!("{}", serde_json::to_string(&info)?);
