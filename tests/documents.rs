@@ -98,6 +98,10 @@ async fn certificate_pdf_access_rules() {
     let unknown = format!("/api/v1/certificates/{}/pdf", uuid::Uuid::new_v4());
     let (status, _, _) = get_bytes(&server, &unknown, Some(&vaccinated.citizen)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "unknown certificate");
+
+    let (_, spec) = server.call(Method::GET, "/openapi.json", None, None).await;
+    assert!(spec["paths"]["/certificates/{id}/pdf"]["get"].is_object(), "certificate PDF documented");
+    assert!(spec["paths"]["/appointments/{id}/slip"]["get"].is_object(), "slip documented");
 }
 
 /// Renders the certificate PDF to PNG with pdftoppm, checks the embedded font and the Hindi
@@ -106,7 +110,7 @@ async fn certificate_pdf_access_rules() {
 ///
 /// The font check reads `pdffonts`: the Devanagari font must be listed as embedded. The text
 /// check reads `pdftotext`, which maps the shaped glyph runs back to Unicode through the font's
-/// ToUnicode map, so the labels come back as the exact Hindi strings only if the glyphs were
+/// ToUnicode map. The labels come back as the exact Hindi strings only if the glyphs were
 /// written as shaped clusters with their mapping.
 #[tokio::test]
 async fn certificate_pdf_prints_and_verifies() {
@@ -153,9 +157,9 @@ async fn certificate_pdf_prints_and_verifies() {
         assert_eq!(cert_verify(input, &trust_path), replay_tools::CertOutcome::Valid, "{}", input.display());
     }
 
-    let kept = std::env::temp_dir().join("vaxledger-certificate-page.png");
-    std::fs::copy(&png_path, &kept).unwrap();
-    println!("rendered certificate page: {}", kept.display());
+    let inspection_copy = std::env::temp_dir().join("vaxledger-certificate-page.png");
+    std::fs::copy(&png_path, &inspection_copy).unwrap();
+    println!("rendered certificate page: {}", inspection_copy.display());
 }
 
 /// Runs `vaxledger cert verify INPUT --trust-list FILE` in process.

@@ -49,7 +49,7 @@ pub enum SlipCodeError {
     Secret {
         /// Secret file.
         path: PathBuf,
-        /// What was wrong.
+        /// Reason.
         detail: String,
     },
     /// SQLite failed.
@@ -118,6 +118,7 @@ impl SlipCodes {
     }
 
     /// Stores the code of an appointment, replacing an earlier one (as after a reissue).
+    // TODO: call this when a supervisor reissues a code; until then the slip download returns 409.
     pub fn save(&self, appointment_id: AppointmentId, code: &SecurityCode) -> Result<(), SlipCodeError> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let aad = associated_data(appointment_id);
@@ -181,8 +182,8 @@ fn associated_data(appointment_id: AppointmentId) -> Vec<u8> {
     aad
 }
 
-/// Stores a freshly booked code for the slip. A failure is logged and not returned: the booking
-/// stands, and the citizen still has the code from the booking response and the SMS.
+/// Stores a freshly booked code for the slip. A failure is logged and not returned, because the
+/// booking remains valid and the citizen still has the code from the booking response and the SMS.
 pub fn remember_booked_code(state: &AppState, appointment_id: AppointmentId, code: &SecurityCode) {
     let stored = SlipCodes::open(&state.data_dir).and_then(|codes| codes.save(appointment_id, code));
     if let Err(err) = stored {

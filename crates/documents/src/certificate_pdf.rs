@@ -38,6 +38,8 @@ pub struct CertificateDocument<'a> {
 }
 
 /// Renders the certificate PDF.
+// NOTE: only Latin and Devanagari fonts are embedded, so a value in another script (Tamil,
+// Bengali, ...) prints as empty boxes. The QR code and the embedded QR text keep it exact.
 pub fn render_certificate_pdf(document: &CertificateDocument<'_>) -> Result<Vec<u8>, DocumentError> {
     let png = qr_png(document.qr_text)?;
     let mut images = BTreeMap::new();
@@ -135,7 +137,7 @@ fn certificate_html(document: &CertificateDocument<'_>) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use chrono::{NaiveDate, TimeZone};
     use domain::events::{Gender, PhotoIdType};
     use domain::ids::{BeneficiaryId, CertificateId};
@@ -147,7 +149,7 @@ pub(crate) mod tests {
     use crate::read::read_qr_text;
 
     /// Returns a record with values that exercise escaping and long text.
-    pub(crate) fn sample_record() -> VaccinationRecord {
+    fn sample_record() -> VaccinationRecord {
         VaccinationRecord {
             beneficiary_name: "Asha <Devi> & Sons".to_owned(),
             year_of_birth: 1980,
@@ -171,8 +173,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// A real-length QR text: 700 base45 characters, as a signed certificate produces.
-    pub(crate) fn sample_qr_text() -> String {
+    /// Returns a QR text of real length, as long as a signed certificate's.
+    fn sample_qr_text() -> String {
         format!("VXL1:{}", "6BF-OX.N*TS0BI$ZD.P9UPBWK9%1 ".repeat(24))
     }
 

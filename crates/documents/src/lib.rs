@@ -10,8 +10,8 @@
 //! - [`read`]: [`read_qr_text`], which takes the bytes of an uploaded or given file.
 //! - [`fonts`]: the embedded Noto Sans and Noto Sans Devanagari fonts.
 //!
-//! This crate does no I/O beyond the bytes it is given and knows nothing of HTTP; the server and
-//! `vaxledger cert verify` share it.
+//! This crate does no I/O beyond the bytes it is given and has no HTTP code. The server and
+//! `vaxledger cert verify` both use it.
 
 pub mod certificate_pdf;
 pub mod fonts;

@@ -12,7 +12,7 @@ use printpdf::{Base64OrRaw, GeneratePdfOptions, PdfDocument, PdfParseErrorSeveri
 
 use crate::fonts;
 
-/// Key in the PDF document information dictionary that holds the certificate's QR text, so that
+/// Key in the PDF document information dictionary that stores the certificate's QR text, so that
 /// verification reads it exactly without decoding the QR image.
 pub const QR_TEXT_INFO_KEY: &str = "VaxledgerQRText";
 

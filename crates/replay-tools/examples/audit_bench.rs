@@ -103,7 +103,11 @@ async fn measure(dir: &Path) -> anyhow::Result<()> {
     let diff = rebuild_data_dir(dir, rebuilt.path(), &options).await?;
     let rebuild = started.elapsed();
     if !diff.is_empty() {
-        bail!("rebuild found {} differing rows", diff.difference_count);
+        bail!(
+            "rebuild found {} differing rows and these table differences: {:?}",
+            diff.difference_count,
+            diff.schema_problems
+        );
     }
     report("audit rebuild --diff", events, rebuild);
 

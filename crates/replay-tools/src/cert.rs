@@ -1,9 +1,9 @@
 //! `vaxledger cert verify`: offline verification of a certificate against a trust-list file, the
 //! same JSON that `GET /api/v1/trust-list` serves.
 //!
-//! The certificate is given as QR text, or as a file: the certificate PDF (whose embedded QR
-//! text is read exactly), a PNG or JPEG photo or screenshot of the QR code (decoded here, with
-//! no server), or a text file with the QR text. The file reading is the verify page's, from the
+//! The certificate is given as QR text or as a file. A certificate PDF has its embedded QR text
+//! read exactly. A PNG or JPEG photo or screenshot of the QR code is decoded here, with no
+//! server. A text file contains the QR text. The file reading is the verify page's, from the
 //! `documents` crate.
 
 use std::fs::File;
@@ -33,9 +33,9 @@ pub enum CertCommand {
 /// Arguments of `cert verify`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
-    /// QR text (starting with VXL1:); a certificate PDF; a PNG or JPEG photo or screenshot of
-    /// the QR code; a text file that contains the QR text; or - to read the text from standard
-    /// input. Files may be at most 5 MiB.
+    /// The certificate: QR text starting with VXL1:, or a file of at most 5 MiB (a certificate
+    /// PDF, a PNG or JPEG photo or screenshot of the QR code, or a text file with the QR text), or
+    /// - to read the QR text from standard input.
     #[arg(value_name = "QR-TEXT|FILE.pdf|FILE.png|FILE.jpg")]
     pub input: String,
 

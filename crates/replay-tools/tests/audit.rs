@@ -286,6 +286,29 @@ async fn verify_rejects_unknown_checkpoint_key() {
 }
 
 #[tokio::test]
+async fn verify_fails_without_audit_key() {
+    let (_dir, data_dir) = copy();
+    std::fs::remove_file(data_dir.join("keys/audit.pub")).unwrap();
+
+    let (outcome, report) = audit_read_only(&data_dir, &["verify", "--data-dir", path(&data_dir)]).await.unwrap();
+
+    assert_eq!(outcome, AuditOutcome::Failed);
+    assert!(report.contains("FAIL  checkpoints:"), "{report}");
+    assert!(report.contains("audit.pub cannot be read"), "{report}");
+}
+
+#[tokio::test]
+async fn verify_fails_without_issuer_keys() {
+    let (_dir, data_dir) = copy();
+    std::fs::remove_file(data_dir.join("keys/issuer-keys.json")).unwrap();
+
+    let (outcome, report) = audit_read_only(&data_dir, &["verify", "--data-dir", path(&data_dir)]).await.unwrap();
+
+    assert_eq!(outcome, AuditOutcome::Failed);
+    assert!(report.contains("FAIL  certificates: the issuer key list cannot be read"), "{report}");
+}
+
+#[tokio::test]
 async fn verify_fails_without_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let mut fixture = LedgerFixture::create(&dir.path().join("data")).await;
@@ -427,6 +450,44 @@ async fn rebuild_diff_names_tampered_row() {
     assert!(report.contains(&format!("DIFF  beneficiaries [beneficiary_id=\"{}\"]: name: live \"S****** E***\"", victim.beneficiary_id)), "{report}");
     assert!(!report.contains("Someone Else"), "names must be masked: {report}");
     assert!(report.contains("DIFFERENT: 2 rows"), "{report}");
+}
+
+#[tokio::test]
+async fn rebuild_diff_missing_table() {
+    let (_dir, data_dir) = copy();
+    open(&data_dir, "projections.db").execute_batch("DROP TABLE centres;").unwrap();
+
+    let (outcome, report) = audit_read_only(&data_dir, &["rebuild", "--diff", "--data-dir", path(&data_dir)]).await.unwrap();
+
+    assert_eq!(outcome, AuditOutcome::Failed, "{report}");
+    assert!(report.contains("DIFF  table centres is missing from the live projections.db, but has 3 rows when rebuilt"), "{report}");
+}
+
+#[tokio::test]
+async fn rebuild_diff_notes_empty_new_table() {
+    let (_dir, data_dir) = copy();
+    let connection = open(&data_dir, "projections.db");
+    let empty: Vec<String> = {
+        let mut statement = connection
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT IN ('checkpoint') AND name NOT LIKE 'sqlite_%'")
+            .unwrap();
+        let tables: Vec<String> = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+        tables
+            .into_iter()
+            .filter(|table| connection.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |row| row.get::<_, i64>(0)).unwrap() == 0)
+            .collect()
+    };
+    let Some(table) = empty.first() else {
+        eprintln!("no empty projection table in this build; nothing to drop");
+        return;
+    };
+    connection.execute_batch(&format!("DROP TABLE \"{table}\";")).unwrap();
+    drop(connection);
+
+    let (outcome, report) = audit_read_only(&data_dir, &["rebuild", "--diff", "--data-dir", path(&data_dir)]).await.unwrap();
+
+    assert_eq!(outcome, AuditOutcome::Passed, "{report}");
+    assert!(report.contains(&format!("note  table {table} is missing from the live projections.db and empty when rebuilt")), "{report}");
 }
 
 #[tokio::test]

@@ -1,14 +1,17 @@
 //! PDF downloads: the certificate (`GET /api/v1/certificates/{id}/pdf`) and the appointment
 //! acknowledgement slip (`GET /api/v1/appointments/{id}/slip`).
 //!
-//! poem-openapi 5 maps each path segment that starts with `:` to one whole parameter, so the
-//! `{id}.pdf` form cannot be routed; the PDFs hang under the resource instead.
+//! poem-openapi 5 maps each path segment that starts with `:` to one whole parameter, so it
+//! cannot route the `{id}.pdf` form. The PDFs hang under the resource instead.
 //!
 //! Access follows the JSON endpoints. A certificate goes to the citizen whose mobile number owns
 //! the beneficiary, or to investigators, auditors and admins; another citizen gets 404. A slip
 //! goes only to the owning citizen, because it shows the security code: another citizen gets
 //! 404 and staff get 403, walk-in verifiers included, whose beneficiaries receive the code by
 //! SMS only.
+
+// `Problem` is the API's error type and is returned by value, as in `endpoints.rs`.
+#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 
@@ -51,7 +54,7 @@ pub enum PdfResponse {
         /// `attachment; filename="..."`.
         #[oai(header = "Content-Disposition")]
         String,
-        /// `private, no-store`: the documents hold personal data, and a slip holds the code.
+        /// `private, no-store`, because the documents contain personal data and a slip the code.
         #[oai(header = "Cache-Control")]
         String,
     ),

@@ -1,7 +1,7 @@
 //! The public verify page: `GET /verify` shows the forms, `POST /verify` checks a certificate
 //! given as pasted QR text, a photo or screenshot of the QR code (decoded on the server), or the
-//! certificate PDF (whose embedded QR text is read), and answers VALID with the details or
-//! INVALID with the reason in English and Hindi.
+//! certificate PDF (whose embedded QR text is read). The page responds VALID with the details or
+//! INVALID with the reason, in English and Hindi.
 //!
 //! The page has its own body limit of [`MAX_REQUEST_BYTES`]; the application-wide 64 KiB limit
 //! does not apply to this path. Every failure is a page with a reason, never a panic or a bare
@@ -46,7 +46,7 @@ struct TextForm {
     qr_text: Option<String>,
 }
 
-/// What the visitor submitted.
+/// Input submitted by the visitor.
 enum Submission {
     /// Pasted QR text.
     Text(String),
@@ -78,6 +78,8 @@ pub async fn submit(request: &Request, body: Body, state: Data<&Arc<AppState>>) 
             (trimmed, echoed)
         }
         Submission::File(bytes) => {
+            // NOTE: uploads have no per-client rate limit, and a large photo with no QR code
+            // costs several detection attempts (seconds of CPU in a debug build).
             let decoded = tokio::task::spawn_blocking(move || read_qr_text(&bytes)).await;
             match decoded {
                 Ok(Ok(text)) => (text, String::new()),

@@ -92,8 +92,11 @@ pub struct RebuildDiff {
     pub differences: Vec<RowDifference>,
     /// Differing rows in all.
     pub difference_count: u64,
-    /// Problems with the tables themselves: missing, different columns.
+    /// Problems with the tables themselves: missing with rows to hold, different columns.
     pub schema_problems: Vec<String>,
+    /// Differences that lose no row, such as a table that a newer build added, missing from
+    /// the live file and empty when rebuilt.
+    pub notes: Vec<String>,
 }
 
 impl RebuildDiff {
@@ -211,7 +214,16 @@ fn compare_files(live: &Connection, rebuilt: &Connection, options: &CompareOptio
 
     for table in tables.iter().filter(|table| table.as_str() != CHECKPOINT_TABLE) {
         if !has_table(live, table)? {
-            diff.schema_problems.push(format!("table {table} is missing from the live projections.db"));
+            let rows = count_table_rows(rebuilt, table)?;
+            if rows == 0 {
+                diff.notes.push(format!(
+                    "table {table} is missing from the live projections.db and empty when rebuilt (added by a newer build)"
+                ));
+            } else {
+                diff.schema_problems.push(format!(
+                    "table {table} is missing from the live projections.db, but has {rows} rows when rebuilt"
+                ));
+            }
             continue;
         }
         let layout = table_layout(rebuilt, table)?;
@@ -227,6 +239,15 @@ fn compare_files(live: &Connection, rebuilt: &Connection, options: &CompareOptio
         compare_table(live, rebuilt, table, &layout, options, diff)?;
     }
     Ok(())
+}
+
+/// Counts the rows of a table.
+fn count_table_rows(connection: &Connection, table: &str) -> anyhow::Result<u64> {
+    let sql = format!("SELECT count(*) FROM \"{}\"", table.replace('"', "\"\""));
+    let count: i64 = connection
+        .query_row(&sql, [], |row| row.get(0))
+        .with_context(|| format!("counting the rows of {table} failed"))?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Columns of a table and the positions of its primary-key columns among them.
@@ -427,6 +448,9 @@ fn value_text(value: &Value) -> String {
 fn write_diff(out: &mut dyn Write, diff: &RebuildDiff) -> std::io::Result<()> {
     for (table, live, rebuilt) in &diff.tables {
         writeln!(out, "  table {table}: {live} rows live, {rebuilt} rebuilt")?;
+    }
+    for note in &diff.notes {
+        writeln!(out, "  note  {note}")?;
     }
     for problem in &diff.schema_problems {
         writeln!(out, "  DIFF  {problem}")?;

@@ -163,7 +163,7 @@ pub(crate) struct EventCounts {
 /// Applies the events up to `limit` to `projections`, one page per transaction, and returns the
 /// last position applied.
 pub(crate) async fn build_projections(
-    store: &SqliteStore,
+    store: &Arc<SqliteStore>,
     projections: &Arc<Projections>,
     limit: ReplayLimit,
     head: u64,

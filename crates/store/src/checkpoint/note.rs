@@ -289,6 +289,8 @@ impl VerifierKey {
             name: self.name.clone(),
             key_hash: self.key_hash,
         };
+        // NOTE: verify_strict also rejects small-order keys and non-canonical points, which Go's
+        // ed25519.Verify accepts; signatures made by honest keys verify in both.
         let signature = Signature::from_slice(&line.signature).map_err(|_| bad_signature())?;
         self.public_key
             .verify_strict(parsed.text.as_bytes(), &signature)

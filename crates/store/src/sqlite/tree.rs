@@ -91,6 +91,7 @@ pub(super) fn build_missing_nodes(
         return Ok(0);
     }
 
+    // NOTE: open blocks until a large backlog is built; only these log lines show progress.
     info!(
         path = %path.display(),
         from_position = start + 1,

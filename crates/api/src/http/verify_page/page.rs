@@ -8,7 +8,7 @@ use signer::verify::Verification;
 
 use super::reasons::{invalid_reason_text, read_error_text};
 
-/// What the page reports above its forms.
+/// Result shown above the page's forms.
 pub enum Outcome<'a> {
     /// Nothing was submitted yet.
     Blank,

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::mpsc::Receiver;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -13,7 +14,6 @@ use domain::Event;
 use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use signer::{verify_cose, InvalidReason, TrustList, VaccinationRecord, Verification};
-use store::{EventStore, SqliteStore};
 
 use super::report::{Check, ProblemSlot};
 use super::rows::IssuedRecord;
@@ -33,54 +33,58 @@ struct Tally {
     unrecorded_rows: u64,
 }
 
-/// Runs the certificate checks over the `CertificateIssued` events found by the row pass.
+/// Runs the certificate checks over the `CertificateIssued` events that the row pass sends,
+/// in position order, until the sender is dropped. It runs on a thread of its own, beside the
+/// row pass.
 ///
-/// `vault` is a read-only connection to the copy of `certificates.db`, or `None` when the data
-/// folder has none. `keys_dir` is the audited folder's `keys/`, read for the trust list only.
-pub(crate) async fn check_certificates(
-    store: &SqliteStore,
+/// `events_copy` is a read-only connection to the copy of `events.db`, used to look up the
+/// evidence events by position. `vault` is a read-only connection to the copy of
+/// `certificates.db`, or `None` when the data folder has none. `keys_dir` is the audited
+/// folder's `keys/`, read for the trust list only.
+pub(crate) fn check_certificates(
+    events_copy: &Connection,
     vault: Option<&Connection>,
     keys_dir: &Path,
-    issued: &[IssuedRecord],
+    issued: Receiver<IssuedRecord>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Check> {
+    let mut problems = ProblemSlot::default();
+    let mut issued = issued.into_iter().peekable();
     let vault_rows = match vault {
         Some(vault) => count_rows(vault)?,
         None => 0,
     };
-    if issued.is_empty() && vault_rows == 0 {
+    if issued.peek().is_none() && vault_rows == 0 {
         return Ok(Check::passed(CHECK_NAME, "no certificates in this data folder"));
     }
 
-    let mut problems = ProblemSlot::default();
     let Some(vault) = vault else {
-        let first = &issued[0];
-        problems.record(
-            Some(first.position),
-            format!(
-                "position {}: certificate {} is recorded, but the data folder has no certificates.db",
-                first.position, first.certificate_id
-            ),
-        );
+        if let Some(first) = issued.next() {
+            problems.record(
+                Some(first.position),
+                format!(
+                    "position {}: certificate {} is recorded, but the data folder has no certificates.db",
+                    first.position, first.certificate_id
+                ),
+            );
+        }
         return Ok(Check::from_problems(CHECK_NAME, problems, String::new()));
     };
 
     let trust_list = match signer::keys::read_trust_list(keys_dir, now) {
         Ok(trust_list) => trust_list,
         Err(err) => {
+            let count = issued.count().max(usize::try_from(vault_rows).unwrap_or(usize::MAX));
             problems.record(
                 None,
-                format!(
-                    "the issuer key list cannot be read ({err}), so {} certificates cannot be checked",
-                    issued.len()
-                ),
+                format!("the issuer key list cannot be read ({err}), so {count} certificates cannot be checked"),
             );
             return Ok(Check::from_problems(CHECK_NAME, problems, String::new()));
         }
     };
 
     let mut tally = Tally::default();
-    let mut seen: HashMap<CertificateId, u64> = HashMap::with_capacity(issued.len());
+    let mut seen: HashMap<CertificateId, u64> = HashMap::new();
     for record in issued {
         if let Some(first_position) = seen.insert(record.certificate_id, record.position) {
             problems.record(
@@ -93,8 +97,8 @@ pub(crate) async fn check_certificates(
             continue;
         }
 
-        let signed = check_vault_row(vault, &trust_list, record, now, &mut problems, &mut tally)?;
-        check_evidence(store, record, signed.as_ref(), &mut problems).await?;
+        let signed = check_vault_row(vault, &trust_list, &record, now, &mut problems, &mut tally)?;
+        check_evidence(events_copy, &record, signed.as_ref(), &mut problems)?;
     }
 
     tally.unrecorded_rows = count_unrecorded_rows(vault, &seen)?;
@@ -134,12 +138,8 @@ fn check_vault_row(
     let certificate_id = record.certificate_id;
 
     let cose: Option<Vec<u8>> = vault
-        .query_row(
-            "SELECT cose FROM certificates WHERE certificate_id = ?1",
-            [certificate_id.to_string()],
-            |row| row.get(0),
-        )
-        .optional()
+        .prepare_cached("SELECT cose FROM certificates WHERE certificate_id = ?1")
+        .and_then(|mut statement| statement.query_row([certificate_id.to_string()], |row| row.get(0)).optional())
         .with_context(|| format!("reading certificate {certificate_id} from certificates.db failed"))?;
     let Some(cose) = cose else {
         problems.record(
@@ -239,8 +239,11 @@ fn record_ignoring_revocation(
 /// Checks that the appointment stream contains the evidence the certificate cites: a
 /// `CodeVerified` and a later `DoseAdministered` of the same appointment, both before the
 /// `CertificateIssued`, and a dose that matches the signed record.
-async fn check_evidence(
-    store: &SqliteStore,
+///
+/// The two cited positions are read directly, so the check costs two primary-key lookups per
+/// certificate instead of a read of the whole stream.
+fn check_evidence(
+    events_copy: &Connection,
     record: &IssuedRecord,
     signed: Option<&VaccinationRecord>,
     problems: &mut ProblemSlot,
@@ -248,21 +251,9 @@ async fn check_evidence(
     let position = record.position;
     let certificate_id = record.certificate_id;
     let stream_id = record.appointment_id.stream_id();
-    let events = store
-        .read_stream(&stream_id, 0)
-        .await
-        .with_context(|| format!("reading stream {stream_id} failed"))?;
 
-    let find = |wanted: u64| {
-        events.iter().find(|event| event.position == wanted).and_then(|event| {
-            Event::decode(&event.event_type, event.schema_version, &event.payload)
-                .ok()
-                .map(|decoded| (event.position, decoded))
-        })
-    };
-
-    let verified = find(record.code_verified_position);
-    if !matches!(verified, Some((_, Event::CodeVerified { .. }))) {
+    let verified = event_at(events_copy, record.code_verified_position, &stream_id)?;
+    if !matches!(verified, Some(Event::CodeVerified { .. })) {
         problems.record(
             Some(position),
             format!(
@@ -273,13 +264,13 @@ async fn check_evidence(
         return Ok(());
     }
 
-    let dose = find(record.dose_position);
-    let Some((dose_position, Event::DoseAdministered { vaccine, batch, dose_number, vaccinator_id, .. })) = dose else {
+    let dose_position = record.dose_position;
+    let dose = event_at(events_copy, dose_position, &stream_id)?;
+    let Some(Event::DoseAdministered { vaccine, batch, dose_number, vaccinator_id, .. }) = dose else {
         problems.record(
             Some(position),
             format!(
-                "position {position}: certificate {certificate_id} cites a DoseAdministered at position {}, but stream {stream_id} has none there",
-                record.dose_position
+                "position {position}: certificate {certificate_id} cites a DoseAdministered at position {dose_position}, but stream {stream_id} has none there"
             ),
         );
         return Ok(());
@@ -322,6 +313,33 @@ async fn check_evidence(
         );
     }
     Ok(())
+}
+
+/// Reads and decodes the event at `position` when it belongs to `stream_id`; `None` when the
+/// position is empty, in another stream, or does not decode (the row checks report that).
+fn event_at(events_copy: &Connection, position: u64, stream_id: &str) -> anyhow::Result<Option<Event>> {
+    let Ok(signed_position) = i64::try_from(position) else {
+        return Ok(None);
+    };
+    let row: Option<(String, String, i64, Vec<u8>)> = events_copy
+        .prepare_cached("SELECT stream_id, event_type, schema_version, payload FROM events WHERE position = ?1")
+        .and_then(|mut statement| {
+            statement
+                .query_row([signed_position], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+                .optional()
+        })
+        .with_context(|| format!("reading the event at position {position} failed"))?;
+
+    let Some((row_stream, event_type, schema_version, payload)) = row else {
+        return Ok(None);
+    };
+    if row_stream != stream_id {
+        return Ok(None);
+    }
+    let Ok(schema_version) = u16::try_from(schema_version) else {
+        return Ok(None);
+    };
+    Ok(Event::decode(&event_type, schema_version, &payload).ok())
 }
 
 /// Returns the number of rows in the vault.

@@ -70,26 +70,41 @@ pub async fn verify_data_dir(data_dir: &Path, now: DateTime<Utc>) -> anyhow::Res
     let mut tree = TreeChecks::prepare(&store, &events_copy, &audit_key_file, head).await?;
     let mut rows = RowChecks::new();
 
+    // The certificate checks run on a blocking thread beside the pass; the pass sends each
+    // CertificateIssued event as it finds it.
+    let (issued, issued_receiver) = std::sync::mpsc::channel();
+    let certificate_events = snapshot
+        .open_connection(EVENTS_DB)?
+        .with_context(|| format!("{} has no {EVENTS_DB}", snapshot.source().display()))?;
+    let vault = snapshot.open_connection(CERTIFICATES_DB)?;
+    let keys_dir = snapshot.source_file(KEYS_DIR);
+    let certificate_check = tokio::task::spawn_blocking(move || {
+        certificates::check_certificates(&certificate_events, vault.as_ref(), &keys_dir, issued_receiver, now)
+    });
+
     let bar = event_bar(head, "verify");
     let mut pages = EventPages::new(&store, 0, head);
     while let Some(page) = pages.next_page().await? {
         for event in &page {
             rows.check(event);
         }
+        for record in rows.certificates.drain(..) {
+            // A closed channel means the certificate thread stopped on an error, which the join
+            // below reports.
+            let _ = issued.send(record);
+        }
         tree.check_page(&page, &events_copy)?;
         bar.inc(page.len() as u64);
     }
     bar.finish_and_clear();
+    drop(issued);
 
     let event_count = rows.event_count();
     let stream_count = rows.stream_count();
-    let issued = std::mem::take(&mut rows.certificates);
     let mut checks = rows.finish(&store, &events_copy).await?;
     checks.extend(tree.finish(&store, &events_copy).await?);
-
-    let vault = snapshot.open_connection(CERTIFICATES_DB)?;
-    let keys_dir = snapshot.source_file(KEYS_DIR);
-    checks.push(certificates::check_certificates(&store, vault.as_ref(), &keys_dir, &issued, now).await?);
+    let certificates = certificate_check.await.context("the certificate check thread failed")??;
+    checks.push(certificates);
 
     let report = VerifyReport {
         data_dir: snapshot.source().to_path_buf(),

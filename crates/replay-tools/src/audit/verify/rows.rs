@@ -88,7 +88,8 @@ pub(crate) struct RowChecks {
     previous_recorded_at_ms: Option<i64>,
     /// First commit time lower than the one before it, and how many there were.
     time_reversals: (Option<String>, u64),
-    /// `CertificateIssued` events, in position order.
+    /// `CertificateIssued` events found since the caller last drained the list, in position
+    /// order.
     pub(crate) certificates: Vec<IssuedRecord>,
 }
 
@@ -138,10 +139,13 @@ impl RowChecks {
     }
 
     fn check_revision(&mut self, event: &RecordedEvent) {
-        let progress = self
-            .streams
-            .entry(event.stream_id.clone())
-            .or_insert(StreamProgress { next_revision: 0, last_position: 0 });
+        if !self.streams.contains_key(&event.stream_id) {
+            let start = StreamProgress { next_revision: 0, last_position: 0 };
+            self.streams.insert(event.stream_id.clone(), start);
+        }
+        let Some(progress) = self.streams.get_mut(&event.stream_id) else {
+            return;
+        };
         let expected = progress.next_revision;
 
         if event.revision != expected {
