@@ -180,6 +180,8 @@ pub(crate) async fn build_projections(
     while let Some(mut page) = pages.next_page().await? {
         let mut reached_time = false;
         if let ReplayLimit::Time(time) = limit {
+            // NOTE: an event committed later but stamped earlier (a clock stepped back) is not
+            // applied; `audit verify` warns when commit times go backwards.
             let cutoff = time.timestamp_millis();
             if let Some(later) = page.iter().position(|event| event.recorded_at_ms > cutoff) {
                 page.truncate(later);

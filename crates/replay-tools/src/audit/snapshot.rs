@@ -88,7 +88,11 @@ impl Snapshot {
 
     /// Copies a database of the data folder with its `-wal` and `-journal` files, when present,
     /// into the temporary folder, and returns the copy's path; `None` when the database is
-    /// missing. Copying the same database twice returns the first copy.
+    /// missing. Copying the same database twice returns the first copy. The temporary folder
+    /// needs as much free space as the files copied.
+    ///
+    /// NOTE: the files are copied one after the other, so the copy is consistent only when no
+    /// server writes to the folder meanwhile; audit a stopped server's folder or a copy of it.
     pub fn copy_database(&self, name: &str) -> anyhow::Result<Option<PathBuf>> {
         let original = self.source.join(name);
         let copy = self.copies.path().join(name);

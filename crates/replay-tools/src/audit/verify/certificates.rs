@@ -1,7 +1,8 @@
-//! Certificate checks: every `CertificateIssued` event has its COSE bytes in `certificates.db`,
-//! those bytes hash to the event's `cose_sha256` and verify against the issuer keys, the signed
-//! record agrees with the event and the dose, and the appointment stream contains the
-//! `CodeVerified` and `DoseAdministered` the certificate cites, at earlier positions.
+//! Certificate checks. Every `CertificateIssued` event must have its COSE bytes in
+//! `certificates.db`. Those bytes must hash to the event's `cose_sha256` and verify against the
+//! issuer keys, and the signed record must agree with the event and the dose. The appointment
+//! stream must contain the `CodeVerified` and `DoseAdministered` the certificate cites, at
+//! earlier positions.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -315,8 +316,9 @@ fn check_evidence(
     Ok(())
 }
 
-/// Reads and decodes the event at `position` when it belongs to `stream_id`; `None` when the
-/// position is empty, in another stream, or does not decode (the row checks report that).
+/// Reads and decodes the event at `position` when it belongs to `stream_id`. Returns `None`
+/// when the position is empty, in another stream, or does not decode, which the row checks
+/// report.
 fn event_at(events_copy: &Connection, position: u64, stream_id: &str) -> anyhow::Result<Option<Event>> {
     let Ok(signed_position) = i64::try_from(position) else {
         return Ok(None);

@@ -72,6 +72,8 @@ pub async fn verify_data_dir(data_dir: &Path, now: DateTime<Utc>) -> anyhow::Res
 
     // The certificate checks run on a blocking thread beside the pass; the pass sends each
     // CertificateIssued event as it finds it.
+    // NOTE: the channel is unbounded, so if that thread falls behind, the queued records (about
+    // 200 bytes each) grow with the number of certificates rather than staying per page.
     let (issued, issued_receiver) = std::sync::mpsc::channel();
     let certificate_events = snapshot
         .open_connection(EVENTS_DB)?
