@@ -11,26 +11,24 @@ pub(crate) fn apply_event(tx: &Transaction<'_>, recorded: &RecordedEvent, event:
     let position = recorded.position as i64;
     match event {
         Event::CentreRegistered { centre_id, name, district, state, pincode } => {
-            tx.execute(
-                "INSERT OR REPLACE INTO centres (centre_id, name, district, state, pincode) VALUES (?1, ?2, ?3, ?4, ?5)",
+            tx.prepare_cached("INSERT OR REPLACE INTO centres (centre_id, name, district, state, pincode) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
                 params![centre_id.to_string(), name, district, state, pincode],
             )?;
         }
         Event::SessionScheduled { session_id, centre_id, district, date, vaccine, capacity, min_age } => {
-            tx.execute(
-                "INSERT OR REPLACE INTO sessions (session_id, centre_id, district, date, vaccine, capacity, min_age)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            tx.prepare_cached("INSERT OR REPLACE INTO sessions (session_id, centre_id, district, date, vaccine, capacity, min_age)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
                 params![session_id.to_string(), centre_id.to_string(), district, date.to_string(), vaccine, capacity, min_age],
             )?;
         }
         Event::SessionCancelled { session_id, .. } => {
-            tx.execute("UPDATE sessions SET cancelled = 1 WHERE session_id = ?1", params![session_id.to_string()])?;
+            tx.prepare_cached("UPDATE sessions SET cancelled = 1 WHERE session_id = ?1")?.execute( params![session_id.to_string()])?;
         }
         Event::SeatReserved { session_id, .. } => {
-            tx.execute("UPDATE sessions SET booked = booked + 1 WHERE session_id = ?1", params![session_id.to_string()])?;
+            tx.prepare_cached("UPDATE sessions SET booked = booked + 1 WHERE session_id = ?1")?.execute( params![session_id.to_string()])?;
         }
         Event::SeatReleased { session_id, .. } => {
-            tx.execute("UPDATE sessions SET booked = booked - 1 WHERE session_id = ?1", params![session_id.to_string()])?;
+            tx.prepare_cached("UPDATE sessions SET booked = booked - 1 WHERE session_id = ?1")?.execute( params![session_id.to_string()])?;
         }
         Event::BeneficiaryRegistered {
             beneficiary_id,
@@ -42,10 +40,9 @@ pub(crate) fn apply_event(tx: &Transaction<'_>, recorded: &RecordedEvent, event:
             photo_id_masked,
             walk_in,
         } => {
-            tx.execute(
-                "INSERT OR REPLACE INTO beneficiaries (beneficiary_id, mobile_hash, name, year_of_birth, gender,
+            tx.prepare_cached("INSERT OR REPLACE INTO beneficiaries (beneficiary_id, mobile_hash, name, year_of_birth, gender,
                      photo_id_type, photo_id_masked, walk_in, registered_position)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?.execute(
                 params![
                     beneficiary_id.to_string(),
                     mobile_hash,
@@ -60,14 +57,12 @@ pub(crate) fn apply_event(tx: &Transaction<'_>, recorded: &RecordedEvent, event:
             )?;
         }
         Event::BeneficiaryCorrected { beneficiary_id, name, year_of_birth, gender } => {
-            tx.execute(
-                "UPDATE beneficiaries SET name = ?2, year_of_birth = ?3, gender = ?4 WHERE beneficiary_id = ?1",
+            tx.prepare_cached("UPDATE beneficiaries SET name = ?2, year_of_birth = ?3, gender = ?4 WHERE beneficiary_id = ?1")?.execute(
                 params![beneficiary_id.to_string(), name, year_of_birth, enum_name(gender)],
             )?;
         }
         Event::BeneficiaryDoseRecorded { beneficiary_id, dose_number, .. } => {
-            tx.execute(
-                "UPDATE beneficiaries SET doses_received = MAX(doses_received, ?2) WHERE beneficiary_id = ?1",
+            tx.prepare_cached("UPDATE beneficiaries SET doses_received = MAX(doses_received, ?2) WHERE beneficiary_id = ?1")?.execute(
                 params![beneficiary_id.to_string(), dose_number],
             )?;
         }
@@ -81,10 +76,9 @@ pub(crate) fn apply_event(tx: &Transaction<'_>, recorded: &RecordedEvent, event:
             dose_number,
             walk_in,
         } => {
-            tx.execute(
-                "INSERT OR REPLACE INTO appointments (appointment_id, beneficiary_id, session_id, centre_id, date,
+            tx.prepare_cached("INSERT OR REPLACE INTO appointments (appointment_id, beneficiary_id, session_id, centre_id, date,
                      vaccine, dose_number, walk_in, status, booked_position)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?.execute(
                 params![
                     appointment_id.to_string(),
                     beneficiary_id.to_string(),
@@ -103,46 +97,39 @@ pub(crate) fn apply_event(tx: &Transaction<'_>, recorded: &RecordedEvent, event:
             set_status(tx, &appointment_id.to_string(), Status::Cancelled)?;
         }
         Event::CodeVerified { appointment_id, .. } => {
-            tx.execute(
-                "UPDATE appointments SET status = ?2, code_verified_position = ?3 WHERE appointment_id = ?1",
+            tx.prepare_cached("UPDATE appointments SET status = ?2, code_verified_position = ?3 WHERE appointment_id = ?1")?.execute(
                 params![appointment_id.to_string(), Status::Verified.as_str(), position],
             )?;
         }
         Event::CodeRejected { appointment_id, attempt, .. } => {
-            tx.execute(
-                "UPDATE appointments SET rejected_attempts = ?2 WHERE appointment_id = ?1",
+            tx.prepare_cached("UPDATE appointments SET rejected_attempts = ?2 WHERE appointment_id = ?1")?.execute(
                 params![appointment_id.to_string(), attempt],
             )?;
         }
         Event::AppointmentLocked { appointment_id, .. } => {
-            tx.execute("UPDATE appointments SET locked = 1 WHERE appointment_id = ?1", params![appointment_id.to_string()])?;
+            tx.prepare_cached("UPDATE appointments SET locked = 1 WHERE appointment_id = ?1")?.execute( params![appointment_id.to_string()])?;
         }
         Event::AppointmentUnlocked { appointment_id, .. } => {
-            tx.execute(
-                "UPDATE appointments SET locked = 0, rejected_attempts = 0 WHERE appointment_id = ?1",
+            tx.prepare_cached("UPDATE appointments SET locked = 0, rejected_attempts = 0 WHERE appointment_id = ?1")?.execute(
                 params![appointment_id.to_string()],
             )?;
         }
         Event::DoseAdministered { appointment_id, batch, .. } => {
-            tx.execute(
-                "UPDATE appointments SET status = ?2, dose_position = ?3, batch = ?4 WHERE appointment_id = ?1",
+            tx.prepare_cached("UPDATE appointments SET status = ?2, dose_position = ?3, batch = ?4 WHERE appointment_id = ?1")?.execute(
                 params![appointment_id.to_string(), Status::Administered.as_str(), position, batch],
             )?;
         }
         Event::CertificateIssued { appointment_id, certificate_id, .. } => {
-            tx.execute(
-                "UPDATE appointments SET certificate_id = ?2, certificate_revoked = 0 WHERE appointment_id = ?1",
+            tx.prepare_cached("UPDATE appointments SET certificate_id = ?2, certificate_revoked = 0 WHERE appointment_id = ?1")?.execute(
                 params![appointment_id.to_string(), certificate_id.to_string()],
             )?;
         }
         Event::CertificateRevoked { appointment_id, certificate_id, reason, .. } => {
-            tx.execute(
-                "INSERT OR IGNORE INTO revoked_certificates (certificate_id, appointment_id, reason, revoked_at_ms, position)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            tx.prepare_cached("INSERT OR IGNORE INTO revoked_certificates (certificate_id, appointment_id, reason, revoked_at_ms, position)
+                 VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
                 params![certificate_id.to_string(), appointment_id.to_string(), enum_name(reason), recorded.recorded_at_ms, position],
             )?;
-            tx.execute(
-                "UPDATE appointments SET certificate_revoked = 1 WHERE appointment_id = ?1 AND certificate_id = ?2",
+            tx.prepare_cached("UPDATE appointments SET certificate_revoked = 1 WHERE appointment_id = ?1 AND certificate_id = ?2")?.execute(
                 params![appointment_id.to_string(), certificate_id.to_string()],
             )?;
         }
@@ -152,7 +139,7 @@ pub(crate) fn apply_event(tx: &Transaction<'_>, recorded: &RecordedEvent, event:
 }
 
 fn set_status(tx: &Transaction<'_>, appointment_id: &str, status: Status) -> rusqlite::Result<()> {
-    tx.execute("UPDATE appointments SET status = ?2 WHERE appointment_id = ?1", params![appointment_id, status.as_str()])?;
+    tx.prepare_cached("UPDATE appointments SET status = ?2 WHERE appointment_id = ?1")?.execute( params![appointment_id, status.as_str()])?;
     Ok(())
 }
 

@@ -116,6 +116,9 @@ CREATE TABLE IF NOT EXISTS revoked_certificates (
 CREATE INDEX IF NOT EXISTS appointments_by_session ON appointments (session_id);
 "#;
 
+/// Version of the projection tables; a file with a lower `user_version` is rebuilt on open.
+const SCHEMA_VERSION: i64 = 2;
+
 /// Name of the checkpoint row of this projection set.
 const CHECKPOINT_NAME: &str = "status";
 
@@ -144,6 +147,20 @@ impl Projections {
             .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
             .map_err(&to_error)?;
         writer.execute_batch(SCHEMA).map_err(&to_error)?;
+        let version: i64 = writer.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(&to_error)?;
+        if version < SCHEMA_VERSION {
+            // Tables added since the file was written are empty for events before its checkpoint,
+            // so the projections are rebuilt from position 0 on the new schema.
+            writer
+                .execute_batch(&format!(
+                    "BEGIN; DELETE FROM centres; DELETE FROM sessions; DELETE FROM beneficiaries; DELETE FROM appointments;
+                     DELETE FROM revoked_certificates; DELETE FROM checkpoint; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(&to_error)?;
+            if version > 0 {
+                info!(path = %path.display(), from = version, to = SCHEMA_VERSION, "projection schema changed; rebuilding from position 0");
+            }
+        }
         let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(&to_error)?;
         reader.execute_batch("PRAGMA busy_timeout=5000;").map_err(&to_error)?;
