@@ -92,4 +92,24 @@ async fn investigator_revokes_certificate() {
     assert_eq!(verdict["reason"], "revoked_certificate", "{verdict}");
     let (status, problem) = server.call(Method::POST, &path, Some(&investigator), Some(json!({"reason": "fraud", "note": "again"}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+
+    // Offline: the CLI sees the revocation only when given the revocation list.
+    let (_, certificate) = server.call(Method::GET, &format!("/api/v1/certificates/{certificate_id}"), Some(&citizen), None).await;
+    let trust_list = server.client.get(format!("{}/api/v1/trust-list", server.base)).send().await.unwrap().text().await.unwrap();
+    let revocations = server.client.get(format!("{}/api/v1/revocations", server.base)).send().await.unwrap().text().await.unwrap();
+    let trust_path = server.dir.path().join("trust-list.json");
+    let revocations_path = server.dir.path().join("revocations.json");
+    std::fs::write(&trust_path, trust_list).unwrap();
+    std::fs::write(&revocations_path, revocations).unwrap();
+    let offline = |revocations: Option<std::path::PathBuf>| {
+        let command = replay_tools::CertCommand::Verify(replay_tools::VerifyArgs {
+            input: certificate["qr_text"].as_str().unwrap().to_owned(),
+            trust_list: trust_path.clone(),
+            revocations,
+            json: false,
+        });
+        replay_tools::run_cert_to(command, &mut Vec::new(), chrono::Utc::now()).unwrap()
+    };
+    assert_eq!(offline(None), replay_tools::CertOutcome::Valid);
+    assert_eq!(offline(Some(revocations_path)), replay_tools::CertOutcome::Invalid);
 }

@@ -49,7 +49,10 @@ async fn start(args: &BenchArgs) -> anyhow::Result<BenchServer> {
         .find_map(|addr| addr.as_socket_addr().copied())
         .ok_or_else(|| anyhow::anyhow!("listener has no address"))?;
     let base = format!("http://{addr}");
-    let app = Route::new().at("/bench/trivial", trivial_endpoint).nest("/", crate::http::app(Arc::clone(&state), &base)).map_to_response();
+    // The trivial endpoint gets the same request-logging middleware as the API, so that the
+    // ratio measures the session search itself rather than the cost of a log line.
+    let trivial = trivial_endpoint.with(poem::middleware::Tracing);
+    let app = Route::new().at("/bench/trivial", trivial).nest("/", crate::http::app(Arc::clone(&state), &base)).map_to_response();
     tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
 
     let admin = std::fs::read_to_string(data.admin_token())?.trim().to_owned();

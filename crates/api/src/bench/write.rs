@@ -63,7 +63,9 @@ async fn store_rate(dir: &std::path::Path, writers: usize, total: u64) -> anyhow
     for task in tasks {
         task.await??;
     }
-    Ok(per_second(per_writer * writers as u64, started.elapsed()))
+    let rate = per_second(per_writer * writers as u64, started.elapsed());
+    println!("append: {writers} writers: {} commits for {} appends", store.commit_count(), per_writer * writers as u64);
+    Ok(rate)
 }
 
 fn raw_rate(dir: &std::path::Path, batch: usize, total: u64) -> anyhow::Result<f64> {

@@ -25,6 +25,11 @@ use crate::{AppendOutcome, ExpectedRevision, NewEvent, StoreError, StreamAppend}
 /// lock is held and the work lost when a commit fails.
 const MAX_GROUP_REQUESTS: usize = 512;
 
+/// Longest time the writer waits for more requests before committing a group, when the
+/// previous group held more than one request. Concurrent writers wake one by one after a commit,
+/// so without this wait each group would catch only the few that were already queued.
+const GROUP_LINGER: std::time::Duration = std::time::Duration::from_micros(300);
+
 /// Maximum number of stream ids named in the log line of a failed group.
 const MAX_LOGGED_STREAM_IDS: usize = 16;
 
@@ -98,15 +103,26 @@ impl Writer {
 
         // Group commit: block for one request, then take every request already queued, up to
         // the group limit, and commit them together.
+        let mut previous_group_len = 0usize;
         while let Some(first) = requests.blocking_recv() {
             let mut group = vec![first];
-            while group.len() < MAX_GROUP_REQUESTS {
-                match requests.try_recv() {
-                    Ok(request) => group.push(request),
-                    Err(_) => break,
+            let deadline = std::time::Instant::now() + GROUP_LINGER;
+            loop {
+                while group.len() < MAX_GROUP_REQUESTS {
+                    match requests.try_recv() {
+                        Ok(request) => group.push(request),
+                        Err(_) => break,
+                    }
                 }
+                // A lone writer never waits: its previous group held one request.
+                let linger = previous_group_len > 1 && group.len() < MAX_GROUP_REQUESTS;
+                if !linger || std::time::Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(50));
             }
 
+            previous_group_len = group.len();
             self.commit_group(group);
         }
 
