@@ -105,6 +105,7 @@ async fn investigator_revokes_certificate() {
         let command = replay_tools::CertCommand::Verify(replay_tools::VerifyArgs {
             input: certificate["qr_text"].as_str().unwrap().to_owned(),
             trust_list: trust_path.clone(),
+            trust_key: None,
             revocations,
             json: false,
         });
@@ -112,4 +113,33 @@ async fn investigator_revokes_certificate() {
     };
     assert_eq!(offline(None), replay_tools::CertOutcome::Valid);
     assert_eq!(offline(Some(revocations_path)), replay_tools::CertOutcome::Invalid);
+}
+
+#[tokio::test]
+async fn signed_trust_list_checked_offline() {
+    let server = TestServer::start().await;
+    let (citizen, _, certificate_id) = vaccinated(&server).await;
+    let (_, certificate) = server.call(Method::GET, &format!("/api/v1/certificates/{certificate_id}"), Some(&citizen), None).await;
+    let note = server.client.get(format!("{}/api/v1/trust-list/signed", server.base)).send().await.unwrap().text().await.unwrap();
+    let audit_key = std::fs::read_to_string(server.data_file("keys/audit.pub")).unwrap().trim().to_owned();
+    let note_path = server.dir.path().join("trust-list.note");
+    std::fs::write(&note_path, &note).unwrap();
+    let tampered_path = server.dir.path().join("tampered.note");
+    std::fs::write(&tampered_path, note.replacen("EdDSA", "EdDSB", 1)).unwrap();
+
+    let run = |path: &std::path::Path, trust_key: Option<String>| {
+        let command = replay_tools::CertCommand::Verify(replay_tools::VerifyArgs {
+            input: certificate["qr_text"].as_str().unwrap().to_owned(),
+            trust_list: path.to_path_buf(),
+            trust_key,
+            revocations: None,
+            json: false,
+        });
+        replay_tools::run_cert_to(command, &mut Vec::new(), chrono::Utc::now())
+    };
+    assert_eq!(run(&note_path, Some(audit_key.clone())).unwrap(), replay_tools::CertOutcome::Valid);
+    let unsigned_use = run(&note_path, None).unwrap_err().to_string();
+    assert!(unsigned_use.contains("--trust-key"), "{unsigned_use}");
+    let tampered = run(&tampered_path, Some(audit_key)).unwrap_err().to_string();
+    assert!(tampered.contains("signature"), "{tampered}");
 }

@@ -167,6 +167,7 @@ fn cert_verify(input: &Path, trust_list: &Path) -> replay_tools::CertOutcome {
     let command = replay_tools::CertCommand::Verify(replay_tools::VerifyArgs {
         input: input.to_str().unwrap().to_owned(),
         trust_list: trust_list.to_path_buf(),
+        trust_key: None,
         revocations: None,
         json: false,
     });

@@ -99,6 +99,12 @@ impl AuditLog {
         self.signer.verifier_key()
     }
 
+    /// Signs any text as a C2SP signed note with the audit key; the text must end with a newline
+    /// and contain no blank line.
+    pub fn sign_text(&self, text: &str) -> Result<String, store::checkpoint::NoteError> {
+        self.signer.sign_note(text)
+    }
+
     /// Returns the log's origin, the first line of every checkpoint.
     pub fn origin(&self) -> &str {
         self.signer.name()

@@ -43,6 +43,11 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub trust_list: PathBuf,
 
+    /// Verifier key of the ledger's audit key (the line in `keys/audit.pub`), required when the
+    /// trust-list file is the signed note from GET /api/v1/trust-list/signed.
+    #[arg(long, value_name = "KEY")]
+    pub trust_key: Option<String>,
+
     /// Revocation-list JSON file, as served at GET /api/v1/revocations; without it, revoked
     /// certificates are not detected offline.
     #[arg(long, value_name = "FILE")]
@@ -124,6 +129,7 @@ fn verify(
     let qr_text = read_qr_input(&args.input)?;
 
     let trust_list_text = read_capped(&args.trust_list)?;
+    let trust_list_text = open_trust_list(&trust_list_text, args.trust_key.as_deref(), &args.trust_list)?;
     let trust_list = TrustList::from_json(&trust_list_text).with_context(|| {
         format!(
             "trust list {} is not a valid trust-list JSON file",
@@ -155,6 +161,32 @@ fn verify(
         Verification::Valid { .. } => CertOutcome::Valid,
         Verification::Invalid { .. } => CertOutcome::Invalid,
     })
+}
+
+/// Returns the trust-list JSON from a trust-list file: plain JSON, or a signed note checked
+/// against `trust_key`.
+fn open_trust_list(text: &str, trust_key: Option<&str>, path: &std::path::Path) -> anyhow::Result<String> {
+    // A signed note ends with a blank line followed by signature lines that start with an em dash.
+    let signed = text.contains("\n\n\u{2014} ");
+    match (signed, trust_key) {
+        (false, None) => Ok(text.to_owned()),
+        (false, Some(_)) => anyhow::bail!(
+            "trust list {} is plain JSON, not a signed note; download /api/v1/trust-list/signed or drop --trust-key",
+            path.display()
+        ),
+        (true, None) => anyhow::bail!(
+            "trust list {} is a signed note; pass --trust-key with the ledger's audit verifier key (keys/audit.pub)",
+            path.display()
+        ),
+        (true, Some(key)) => {
+            let key = store::checkpoint::VerifierKey::parse(key.trim())
+                .map_err(|err| anyhow::anyhow!("--trust-key is not a verifier key ({err}); copy the line from keys/audit.pub"))?;
+            let note = key
+                .verify_note(text)
+                .map_err(|err| anyhow::anyhow!("trust list {} failed its signature check: {err}", path.display()))?;
+            Ok(note.text)
+        }
+    }
 }
 
 /// Returns the QR text from the argument, a file, or standard input (`-`).

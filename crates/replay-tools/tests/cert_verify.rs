@@ -81,6 +81,7 @@ fn verify_command(input: &str, trust_list: &Path) -> CertCommand {
     CertCommand::Verify(VerifyArgs {
         input: input.to_owned(),
         trust_list: trust_list.to_path_buf(),
+        trust_key: None,
         revocations: None,
         json: false,
     })
@@ -287,6 +288,7 @@ fn verify_json_output_has_status() {
     let command = CertCommand::Verify(VerifyArgs {
         input: fixture.qr_text.clone(),
         trust_list: fixture.trust_list.clone(),
+        trust_key: None,
         revocations: None,
         json: true,
     });

@@ -991,6 +991,16 @@ impl Api {
         Ok(poem_openapi::payload::PlainText(self.state.keys.trust_list(Utc::now()).to_json()))
     }
 
+    /// Returns the trust list as a C2SP signed note: its text is the trust-list JSON on one line,
+    /// signed with the ledger's audit key (`keys/audit.pub`), for offline verifiers (public).
+    #[oai(path = "/trust-list/signed", method = "get", tag = "ApiTags::Certificates")]
+    async fn signed_trust_list(&self) -> poem::Result<poem_openapi::payload::PlainText<String>> {
+        let trust = self.state.keys.trust_list(Utc::now());
+        let json = serde_json::to_string(&trust).map_err(internal)?;
+        let note = self.state.audit.sign_text(&format!("{json}\n")).map_err(internal)?;
+        Ok(poem_openapi::payload::PlainText(note))
+    }
+
     /// Creates a staff token (admin). The token is shown once.
     #[oai(path = "/tokens", method = "post", tag = "ApiTags::Tokens")]
     async fn create_token(&self, auth: BearerAuth, request: &Request, body: Json<StaffTokenRequest>) -> ApiResult<TokenIssued> {
