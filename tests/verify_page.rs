@@ -391,3 +391,29 @@ async fn verify_page_chromium_upload() {
     assert!(dom.contains("data-reason=\"bad_signature\""), "{dom}");
     assert!(dom.contains("The signature does not match"), "{dom}");
 }
+
+#[tokio::test]
+async fn verify_page_shows_revoked_certificate() {
+    let server = TestServer::start().await;
+    let (qr_text, citizen) = issue_certificate(&server, "9810000009", "Ravi Shankar").await;
+    let verification = signer::verify_qr(&qr_text, &trust_list(&server).await, &Default::default(), chrono::Utc::now());
+    let signer::Verification::Valid { record, .. } = verification else { panic!("valid before revocation") };
+    assert_eq!(post_text(&server, &qr_text).await.status_attribute(), "valid");
+
+    let investigator = server.staff_token("investigator", None).await;
+    let path = format!("/api/v1/certificates/{}/revocation", record.certificate_id);
+    server.post_ok(&path, &investigator, json!({"reason": "fraud", "note": "beneficiary was not at the centre"})).await;
+
+    let page = post_text(&server, &qr_text).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.status_attribute(), "invalid", "{}", page.body);
+    assert_eq!(page.reason(), "revoked_certificate");
+    let pdf = server
+        .client
+        .get(format!("{}/api/v1/certificates/{}/pdf", server.base, record.certificate_id))
+        .bearer_auth(&citizen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pdf.status(), StatusCode::CONFLICT, "a revoked certificate is not served as a PDF");
+}
