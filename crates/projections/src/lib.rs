@@ -119,6 +119,84 @@ CREATE INDEX IF NOT EXISTS appointments_by_session ON appointments (session_id);
 /// Version of the projection tables; a file with a lower `user_version` is rebuilt on open.
 const SCHEMA_VERSION: i64 = 2;
 
+/// A projection set that [`follow`] drives: it applies batches and reports its checkpoint.
+pub(crate) trait Projector: Send + Sync + 'static {
+    /// Name in log lines, such as `status` or `fraud`.
+    const NAME: &'static str;
+
+    /// Returns the position of the last applied event.
+    fn checkpoint(&self) -> u64;
+
+    /// Applies a batch of events in order and moves the checkpoint.
+    fn apply_batch(&self, events: &[RecordedEvent]) -> Result<u64, ProjectionError>;
+
+    /// Returns the projection file, for error messages.
+    fn path(&self) -> &Path;
+}
+
+impl Projector for Projections {
+    const NAME: &'static str = "status";
+
+    fn checkpoint(&self) -> u64 {
+        Projections::checkpoint(self)
+    }
+
+    fn apply_batch(&self, events: &[RecordedEvent]) -> Result<u64, ProjectionError> {
+        Projections::apply_batch(self, events)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Catches up with the store from the projector's checkpoint, then follows new events until the
+/// store's head channel closes. Returns an error, after logging it, when a batch cannot be
+/// applied: the projector stops rather than skip an event.
+pub(crate) async fn follow<P: Projector>(projector: Arc<P>, store: Arc<dyn EventStore>) -> Result<(), ProjectionError> {
+    let mut head = store.watch_head();
+    info!(projector = P::NAME, checkpoint = projector.checkpoint(), "projector started");
+    loop {
+        let checkpoint = projector.checkpoint();
+        let events = match store.read_all(checkpoint, BATCH_SIZE).await {
+            Ok(events) => events,
+            Err(err) => {
+                error!(projector = P::NAME, cause = %err, checkpoint, "projector read failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if !events.is_empty() {
+            let worker = Arc::clone(&projector);
+            let applied = tokio::task::spawn_blocking(move || worker.apply_batch(&events))
+                .await
+                .unwrap_or_else(|join| Err(ProjectionError::Sqlite { path: projector.path().to_owned(), cause: join.to_string() }));
+            if let Err(err) = applied {
+                error!(projector = P::NAME, cause = %err, checkpoint, "projector stopped");
+                return Err(err);
+            }
+            continue;
+        }
+        if *head.borrow_and_update() > checkpoint {
+            continue;
+        }
+        if head.changed().await.is_err() {
+            info!(projector = P::NAME, checkpoint, "projector stopped: event store closed");
+            return Ok(());
+        }
+    }
+}
+
+/// Waits until a projector's published position reaches `position`.
+pub(crate) async fn wait_for_position(published: &watch::Sender<u64>, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
+    let mut receiver = published.subscribe();
+    let reached = tokio::time::timeout(timeout, receiver.wait_for(|current| *current >= position)).await;
+    match reached {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(ProjectionError::Lagging(position)),
+    }
+}
+
 /// Name of the checkpoint row of this projection set.
 const CHECKPOINT_NAME: &str = "status";
 
@@ -229,47 +307,12 @@ impl Projections {
     /// Returns an error, after logging it, when an event cannot be applied: the projector stops
     /// rather than skip an event.
     pub async fn run(self: Arc<Self>, store: Arc<dyn EventStore>) -> Result<(), ProjectionError> {
-        let mut head = store.watch_head();
-        info!(checkpoint = self.checkpoint(), "projector started");
-        loop {
-            let checkpoint = self.checkpoint();
-            let events = match store.read_all(checkpoint, BATCH_SIZE).await {
-                Ok(events) => events,
-                Err(err) => {
-                    error!(cause = %err, checkpoint, "projector read failed; retrying in 1 s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            if !events.is_empty() {
-                let projections = Arc::clone(&self);
-                let applied = tokio::task::spawn_blocking(move || projections.apply_batch(&events))
-                    .await
-                    .unwrap_or_else(|join| Err(ProjectionError::Sqlite { path: self.path.clone(), cause: join.to_string() }));
-                if let Err(err) = applied {
-                    error!(cause = %err, checkpoint, "projector stopped");
-                    return Err(err);
-                }
-                continue;
-            }
-            if *head.borrow_and_update() > checkpoint {
-                continue;
-            }
-            if head.changed().await.is_err() {
-                info!(checkpoint, "projector stopped: event store closed");
-                return Ok(());
-            }
-        }
+        follow(self, store).await
     }
 
     /// Waits until the projector has applied `position`, for read-your-writes after a command.
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
-        let mut receiver = self.position.subscribe();
-        let reached = tokio::time::timeout(timeout, receiver.wait_for(|current| *current >= position)).await;
-        match reached {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(ProjectionError::Lagging(position)),
-        }
+        wait_for_position(&self.position, position, timeout).await
     }
 
     fn with_reader<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ProjectionError> {

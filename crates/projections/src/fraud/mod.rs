@@ -25,7 +25,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use store::{EventStore, RecordedEvent};
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::info;
 
 pub use alerts::AlertKind;
 pub use config::{ConfigError, FraudConfig};
@@ -33,8 +33,6 @@ pub use counters::{CodeRejections, Counters, DoseRejections};
 
 use crate::ProjectionError;
 
-/// Events read from the store per projector transaction.
-const BATCH_SIZE: usize = 1_000;
 
 /// Name of this projection's checkpoint row.
 const CHECKPOINT_NAME: &str = "fraud";
@@ -181,47 +179,12 @@ impl FraudProjections {
     /// Returns an error, after logging it, when an event cannot be applied: the projector stops
     /// rather than skip an event.
     pub async fn run(self: Arc<Self>, store: Arc<dyn EventStore>) -> Result<(), ProjectionError> {
-        let mut head = store.watch_head();
-        info!(checkpoint = self.checkpoint(), "fraud projector started");
-        loop {
-            let checkpoint = self.checkpoint();
-            let events = match store.read_all(checkpoint, BATCH_SIZE).await {
-                Ok(events) => events,
-                Err(err) => {
-                    error!(cause = %err, checkpoint, "fraud projector read failed; retrying in 1 s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            if !events.is_empty() {
-                let projections = Arc::clone(&self);
-                let applied = tokio::task::spawn_blocking(move || projections.apply_batch(&events))
-                    .await
-                    .unwrap_or_else(|join| Err(ProjectionError::Sqlite { path: self.path.clone(), cause: join.to_string() }));
-                if let Err(err) = applied {
-                    error!(cause = %err, checkpoint, "fraud projector stopped");
-                    return Err(err);
-                }
-                continue;
-            }
-            if *head.borrow_and_update() > checkpoint {
-                continue;
-            }
-            if head.changed().await.is_err() {
-                info!(checkpoint, "fraud projector stopped: event store closed");
-                return Ok(());
-            }
-        }
+        crate::follow(self, store).await
     }
 
     /// Waits until the projector has applied `position`, for read-your-writes after a command.
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
-        let mut receiver = self.position.subscribe();
-        let reached = tokio::time::timeout(timeout, receiver.wait_for(|current| *current >= position)).await;
-        match reached {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(ProjectionError::Lagging(position)),
-        }
+        crate::wait_for_position(&self.position, position, timeout).await
     }
 
     fn with_reader<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ProjectionError> {
@@ -240,4 +203,20 @@ fn write_meta(connection: &Connection, name: &str, value: &str) -> rusqlite::Res
         params![name, value],
     )?;
     Ok(())
+}
+
+impl crate::Projector for FraudProjections {
+    const NAME: &'static str = "fraud";
+
+    fn checkpoint(&self) -> u64 {
+        FraudProjections::checkpoint(self)
+    }
+
+    fn apply_batch(&self, events: &[RecordedEvent]) -> Result<u64, ProjectionError> {
+        FraudProjections::apply_batch(self, events)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
 }
