@@ -92,4 +92,10 @@ async fn log_holds_no_secrets() {
         assert!(!log.contains(phrase), "log contains {phrase:?}");
     }
     assert!(!log.contains("9811111111"), "unmasked mobile number in the log");
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data folder holds the outbox with OTPs and codes");
+    assert_eq!(mode(&data.join("outbox.jsonl")), 0o600);
+    assert_eq!(mode(&data.join("admin-token")), 0o600);
 }

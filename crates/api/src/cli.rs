@@ -60,7 +60,7 @@ pub enum Command {
         #[command(subcommand)]
         action: TokensAction,
     },
-    /// List or rotate certificate issuer keys in a data folder whose server is stopped.
+    /// List, rotate or revoke certificate issuer keys in a data folder whose server is stopped.
     Keys {
         #[command(subcommand)]
         action: KeysAction,

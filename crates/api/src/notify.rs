@@ -5,6 +5,7 @@
 //! its line is written and synced, so a crash repeats a message but never loses one.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Appends messages to a JSON-lines file and syncs it.
 fn write_lines(path: &PathBuf, messages: &[OutboxMessage]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true).mode(0o600);
+    let mut file = options.open(path)?;
     let mut buffer = Vec::with_capacity(messages.len() * 200);
     for message in messages {
         serde_json::to_writer(&mut buffer, message)?;

@@ -145,6 +145,10 @@ pub async fn open_state(options: &ServeOptions) -> anyhow::Result<Arc<AppState>>
     let data = DataDir::new(&options.data_dir);
     let first_start = !data.root.join("service.db").exists();
     std::fs::create_dir_all(&data.root).with_context(|| format!("creating data folder {}", data.root.display()))?;
+    // The folder holds the SMS outbox (OTPs, security codes) and personal data, so only the
+    // service's user may read it; set on every start in case it was created more permissive.
+    std::fs::set_permissions(&data.root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("restricting data folder {} to mode 0700", data.root.display()))?;
     let store_path = open_store_url(options.store.as_deref(), &data)?;
     let store: Arc<dyn EventStore> = SqliteStore::open(&store_path).await.with_context(|| format!("opening event store {}", store_path.display()))?;
     let projections = Projections::open(&data.projections()).context("opening projections")?;

@@ -122,7 +122,6 @@ pub(crate) async fn run(args: &ReplayArgs, out: &mut (dyn Write + Send)) -> anyh
 /// Rebuilds the projections of the data folder up to `limit` into `out_dir/projections.db` and
 /// returns their counts. The data folder is only read.
 pub async fn replay_data_dir(data_dir: &Path, limit: ReplayLimit, out_dir: &Path) -> anyhow::Result<ProjectionSummary> {
-    let output = prepare_output(data_dir, out_dir)?;
     let snapshot = Snapshot::open(data_dir)?;
     let store = snapshot.open_events()?;
 
@@ -132,6 +131,7 @@ pub async fn replay_data_dir(data_dir: &Path, limit: ReplayLimit, out_dir: &Path
             bail!("--until-position {position} is beyond the log, whose last position is {head}");
         }
     }
+    let output = prepare_output(data_dir, out_dir)?;
     info!(data_dir = %snapshot.source().display(), ?limit, out = %output.display(), "audit replay started");
 
     let projections = Projections::open(&output).with_context(|| format!("creating {} failed", output.display()))?;
