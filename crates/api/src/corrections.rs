@@ -61,7 +61,9 @@ pub async fn correct(state: &AppState, actor: &Actor, command: CorrectBeneficiar
     tracing::info!(beneficiary_id = %beneficiary_id, request_id = %actor.request_id, "beneficiary corrected");
 
     if let Err(err) = ledger.projections.wait_for(position, Duration::from_secs(5)).await {
-        tracing::warn!(cause = %err, position, "projection lagging; certificates may be reissued late");
+        // NOTE: appointments the projection has not yet shown are skipped here, and nothing
+        // reissues their certificates later.
+        tracing::warn!(cause = %err, position, "projection lagging; certificates of appointments not yet projected are not reissued");
     }
     let appointments = ledger.projections.appointments_of(&beneficiary_id.to_string()).map_err(|err| LedgerError::Internal(err.to_string()))?;
     let mut superseded = Vec::new();
@@ -80,7 +82,11 @@ pub async fn correct(state: &AppState, actor: &Actor, command: CorrectBeneficiar
             }
             Err(err) => {
                 tracing::error!(cause = %err, appointment_id = %appointment_id, "reissue after correction failed");
-                return Err(LedgerError::Internal(format!("the correction is recorded but reissuing the certificate of appointment {appointment_id} failed; retry")));
+                // NOTE: the old certificate is already revoked here, and a retried correction
+                // answers no_change, so this appointment needs an operator to reissue it.
+                return Err(LedgerError::Internal(format!(
+                    "the correction is recorded but reissuing the certificate of appointment {appointment_id} failed; the error was logged"
+                )));
             }
         }
     }
