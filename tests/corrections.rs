@@ -93,7 +93,7 @@ async fn investigator_revokes_certificate() {
     let (status, problem) = server.call(Method::POST, &path, Some(&investigator), Some(json!({"reason": "fraud", "note": "again"}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
 
-    // Offline: the CLI sees the revocation only when given the revocation list.
+    // Offline: the CLI detects the revocation only when given the revocation list.
     let (_, certificate) = server.call(Method::GET, &format!("/api/v1/certificates/{certificate_id}"), Some(&citizen), None).await;
     let trust_list = server.client.get(format!("{}/api/v1/trust-list", server.base)).send().await.unwrap().text().await.unwrap();
     let revocations = server.client.get(format!("{}/api/v1/revocations", server.base)).send().await.unwrap().text().await.unwrap();

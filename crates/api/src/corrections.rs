@@ -83,7 +83,7 @@ pub async fn correct(state: &AppState, actor: &Actor, command: CorrectBeneficiar
             Err(err) => {
                 tracing::error!(cause = %err, appointment_id = %appointment_id, "reissue after correction failed");
                 // NOTE: the old certificate is already revoked here, and a retried correction
-                // answers no_change, so this appointment needs an operator to reissue it.
+                // is rejected as no_change, so this appointment needs an operator to reissue it.
                 return Err(LedgerError::Internal(format!(
                     "the correction is recorded but reissuing the certificate of appointment {appointment_id} failed; the error was logged"
                 )));

@@ -1,7 +1,7 @@
 //! Application service: loads aggregates from their streams, gets a decision from the domain,
 //! and appends the resulting events with optimistic concurrency, retrying on conflict.
 //!
-//! HTTP handlers call this; it knows nothing of HTTP. Every append carries the actor's token id,
+//! HTTP handlers call this; it does not use HTTP. Every append carries the actor's token id,
 //! role and the request id, never a token or code.
 
 use std::collections::HashMap;

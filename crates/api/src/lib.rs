@@ -1,5 +1,5 @@
 //! vaxledger service: the application layer over the event log, the HTTP API, the command line
-//! and the workload simulator. This is the only crate that knows HTTP.
+//! and the workload simulator. This is the only crate that uses HTTP.
 
 pub mod audit;
 pub mod bench;

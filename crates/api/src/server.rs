@@ -145,8 +145,8 @@ pub async fn open_state(options: &ServeOptions) -> anyhow::Result<Arc<AppState>>
     let data = DataDir::new(&options.data_dir);
     let first_start = !data.root.join("service.db").exists();
     std::fs::create_dir_all(&data.root).with_context(|| format!("creating data folder {}", data.root.display()))?;
-    // The folder holds the SMS outbox (OTPs, security codes) and personal data, so only the
-    // service's user may read it; set on every start in case it was created more permissive.
+    // The folder contains the SMS outbox (OTPs, security codes) and personal data, so only the
+    // service's user may read it. The mode is set on every start in case it was created wider.
     std::fs::set_permissions(&data.root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .with_context(|| format!("restricting data folder {} to mode 0700", data.root.display()))?;
     let store_path = open_store_url(options.store.as_deref(), &data)?;

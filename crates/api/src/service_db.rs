@@ -2,7 +2,7 @@
 //! citizens' mobile numbers for SMS, and the notification outbox.
 //!
 //! None of this is in the event log because it contains secrets or contact data: tokens and OTPs
-//! are stored as SHA-256 or HMAC digests, and the outbox holds message texts with codes until
+//! are stored as SHA-256 or HMAC digests, and the outbox contains message texts with codes until
 //! the dispatcher hands them to the SMS sink.
 
 use std::path::{Path, PathBuf};

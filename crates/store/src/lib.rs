@@ -24,7 +24,7 @@ pub use subscription::subscribe_all;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-/// What the writer expects of a stream's current revision before appending to it.
+/// Expectation about a stream's current revision, checked before appending to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExpectedRevision {
     /// Append whatever the stream holds.
@@ -35,7 +35,7 @@ pub enum ExpectedRevision {
     Exact(u64),
 }
 
-/// Who caused an event and through which request; stored beside every event.
+/// Actor and request that caused an event, stored beside every event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Metadata {
     /// Token id of the caller (never the token itself), or `system`.
@@ -152,7 +152,7 @@ pub struct StoredCheckpoint {
 /// The append-only event log contract.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
-    /// Appends to one or more streams atomically: either every expected revision holds and every
+    /// Appends to one or more streams atomically: either every expected revision matches and every
     /// event is written, or nothing is. Events get consecutive positions in request order.
     async fn append(&self, appends: Vec<StreamAppend>) -> Result<AppendOutcome, StoreError>;
 

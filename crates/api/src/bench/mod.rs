@@ -39,7 +39,7 @@ pub struct BenchArgs {
 /// One line of the result table.
 #[derive(Debug, Clone)]
 pub struct Figure {
-    /// What was measured.
+    /// Name of the measured figure.
     pub name: String,
     /// Our rate, or another absolute figure.
     pub value: String,

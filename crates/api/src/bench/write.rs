@@ -9,7 +9,7 @@ use store::{EventStore, ExpectedRevision, Metadata, NewEvent, SqliteStore, Strea
 
 use super::{grouped, per_second, BenchArgs, Figure};
 
-/// A realistic payload: an encoded `AppointmentBooked`, about 200 bytes.
+/// Returns a realistic payload: an encoded `AppointmentBooked`, about 200 bytes.
 pub(crate) fn sample_payload() -> Vec<u8> {
     use domain::ids::{AppointmentId, BeneficiaryId, CentreId, SessionId};
     let event = domain::Event::AppointmentBooked {

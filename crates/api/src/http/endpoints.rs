@@ -161,7 +161,7 @@ impl Api {
 
     /// Runs a command once per idempotency key: a retry with the same key gets the first
     /// outcome back and appends nothing.
-    // NOTE: two requests with the same key arriving at the same moment both run; keys guard
+    // NOTE: two requests with the same key arriving at the same moment both run. Keys guard
     // against client retries after a lost response, not against parallel duplicates.
     pub(crate) async fn idempotent<T>(&self, actor: &Actor, route: &str, run: impl std::future::Future<Output = Result<T, Problem>>) -> ApiResult<T>
     where
@@ -397,7 +397,7 @@ struct BookingView {
 /// Submit a security code.
 #[derive(Object)]
 struct CodeRequest {
-    /// Four digits as told by the beneficiary.
+    /// Four digits as the beneficiary gives them.
     code: String,
 }
 
@@ -719,7 +719,7 @@ impl Api {
         Ok(Json(self.beneficiary_view(row)?))
     }
 
-    /// Books an appointment. The response holds the security code, once; it is also sent by SMS.
+    /// Books an appointment. The response contains the security code once, and the code is also sent by SMS.
     #[oai(path = "/appointments", method = "post", tag = "ApiTags::Appointments")]
     async fn book(&self, auth: BearerAuth, request: &Request, body: Json<BookingRequest>) -> ApiResult<BookingView> {
         let actor = self.actor(&auth, request, &[Role::Citizen, Role::Verifier])?;
@@ -774,8 +774,8 @@ impl Api {
         .await
     }
 
-    /// Submits the security code the beneficiary tells the verifier. Rejections are recorded;
-    /// five lock the appointment.
+    /// Submits the security code the beneficiary gives the verifier. Rejections are recorded,
+    /// and five lock the appointment.
     #[oai(path = "/appointments/:id/verification", method = "post", tag = "ApiTags::Centre")]
     async fn verify_code(&self, auth: BearerAuth, request: &Request, id: Path<String>, body: Json<CodeRequest>) -> ApiResult<AppointmentOutcome> {
         let actor = self.actor(&auth, request, &[Role::Verifier])?;

@@ -883,30 +883,7 @@ fn aggregates_csv(rows: &[AggregateRow]) -> String {
 }
 
 /// CSV columns of the counters, in the order [`counter_values`] returns them.
-const COUNTER_HEADER: [&str; 22] = [
-    "attempts",
-    "verified",
-    "rejected",
-    "rejected_wrong_code",
-    "rejected_wrong_centre",
-    "rejected_wrong_date",
-    "rejected_appointment_cancelled",
-    "rejected_already_used",
-    "rejected_locked",
-    "lockouts",
-    "doses",
-    "walk_in_doses",
-    "doses_rejected",
-    "dose_rejected_code_not_verified",
-    "dose_rejected_locked",
-    "dose_rejected_wrong_centre",
-    "dose_rejected_already_administered",
-    "dose_rejected_appointment_cancelled",
-    "dose_rejected_wrong_vaccine",
-    "bookings",
-    "walk_in_bookings",
-    "disputes",
-];
+const COUNTER_HEADER: [&str; 22] = projections::fraud::COUNTER_COLUMNS;
 
 fn counter_values(counters: &Counters) -> [u64; 22] {
     let code = &counters.rejected_by_reason;

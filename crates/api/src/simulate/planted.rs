@@ -1,10 +1,10 @@
 //! Planted fraud patterns and the investigator's view of them.
 //!
-//! After the main day, the simulator sets up its own centres in one district: two control
-//! centres with honest visits and no-shows only, a centre whose verifier brute-forces codes, a
-//! centre that pushes doses for no-shows (and where a citizen later disputes a dose), and a
-//! centre whose verifier submits codes for another centre's appointments. It then checks, with
-//! an investigator token, that each pattern raised its alert and that the control centres and
+//! After the main day, the simulator sets up five centres of its own in one district. Two control
+//! centres get honest visits and no-shows only. At the other three, a verifier brute-forces
+//! codes, a centre pushes doses for no-shows (and a citizen disputes one of its doses), and a
+//! verifier submits codes for another centre's appointments. With an investigator token, the
+//! simulator then checks that each pattern raised its alert and that the control centres and
 //! their verifiers raised none.
 
 use std::time::{Duration, Instant};
@@ -150,7 +150,7 @@ async fn expect_no_alert(sim: &Sim, investigator: &str, query: &[(&str, &str)]) 
     }
 }
 
-/// Runs the planted phase; failures are recorded as checks, never raised.
+/// Runs the planted phase. Set-up failures are recorded as a failed check instead of an error.
 pub(super) async fn run_planted(sim: &Sim, district: &str, seed: u64) {
     if let Err(err) = plant_and_check(sim, district, seed).await {
         sim.checks.fail("planted_patterns_set_up", err);
@@ -189,7 +189,7 @@ async fn plant_and_check(sim: &Sim, district: &str, seed: u64) -> Result<(), Str
         }
     }
 
-    // Brute force: five wrong codes on each of two appointments lock them; one wrong code on
+    // Brute force: five wrong codes on each of two appointments lock them. One wrong code on
     // each of six more spreads the guessing over many appointments.
     let brute_bookings = book_many(sim, &brute, LOCKED_APPOINTMENTS + SPREAD_APPOINTMENTS, &mut mobiles, "Brute").await?;
     for booking in brute_bookings.iter().take(LOCKED_APPOINTMENTS) {
@@ -202,8 +202,8 @@ async fn plant_and_check(sim: &Sim, district: &str, seed: u64) -> Result<(), Str
         last_position = last_position.max(reply.body["position"].as_u64().unwrap_or(0));
     }
 
-    // Padding: doses pushed for no-shows without a code; two honest visits, one of which the
-    // citizen then disputes, and the investigator upholds it and revokes the certificate.
+    // Padding: doses are pushed for no-shows without a code. Of two honest visits, the citizen
+    // of one disputes the dose, and the investigator upholds it and revokes the certificate.
     let padding_bookings = book_many(sim, &padding, PADDED_NO_SHOWS + 2, &mut mobiles, "Padding").await?;
     for booking in padding_bookings.iter().take(PADDED_NO_SHOWS) {
         let reply = push_dose(sim, &padding.verifier, &booking.appointment_id, "PADDED01").await?;

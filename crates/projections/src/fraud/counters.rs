@@ -32,8 +32,8 @@ pub(crate) enum Counter {
     Disputes,
 }
 
-/// Column names, indexed by `Counter as usize`.
-pub(crate) const COLUMNS: [&str; 22] = [
+/// Column names, indexed by `Counter as usize`; the CSV exports use them as headers.
+pub const COLUMNS: [&str; 22] = [
     "attempts",
     "verified",
     "rejected",

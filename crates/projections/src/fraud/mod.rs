@@ -29,7 +29,7 @@ use tracing::info;
 
 pub use alerts::AlertKind;
 pub use config::{ConfigError, FraudConfig};
-pub use counters::{CodeRejections, Counters, DoseRejections};
+pub use counters::{CodeRejections, Counters, DoseRejections, COLUMNS as COUNTER_COLUMNS};
 
 use crate::ProjectionError;
 

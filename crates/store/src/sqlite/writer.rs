@@ -25,7 +25,7 @@ use crate::{AppendOutcome, ExpectedRevision, NewEvent, StoreError, StreamAppend}
 /// lock is held and the work lost when a commit fails.
 const MAX_GROUP_REQUESTS: usize = 512;
 
-/// Longest time the writer waits for more requests before committing a group, when the
+/// Maximum time the writer waits for more requests before committing a group, when the
 /// previous group held more than one request. Concurrent writers wake one by one after a commit,
 /// so without this wait each group would catch only the few that were already queued.
 const GROUP_LINGER: std::time::Duration = std::time::Duration::from_micros(300);
@@ -114,7 +114,7 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
-                // A lone writer never waits: its previous group held one request.
+                // A lone writer does not wait, because its previous group had one request.
                 let linger = previous_group_len > 1 && group.len() < MAX_GROUP_REQUESTS;
                 if !linger || std::time::Instant::now() >= deadline {
                     break;
