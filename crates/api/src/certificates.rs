@@ -83,6 +83,7 @@ pub async fn verify_online(state: &AppState, qr_text: &str) -> Result<Verificati
     let Verification::Valid { record, .. } = &first else {
         return Ok(first);
     };
+    crate::http::endpoints::projections_fresh(state).await;
     let revocation = state.ledger.projections.revocation(&record.certificate_id.to_string()).map_err(|err| err.to_string())?;
     if revocation.is_none() {
         return Ok(first);

@@ -23,6 +23,40 @@ pub struct Booked {
     pub code: SecurityCode,
     /// Position of the last event appended.
     pub position: u64,
+    /// Who the booking SMS goes to, read from the beneficiary stream by the command itself.
+    pub recipient: Option<Recipient>,
+}
+
+/// Addressee of a confirmation SMS, taken from the beneficiary stream that the command read, so
+/// that the SMS does not wait for the status projections to catch up with the write.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    /// HMAC of the mobile number, the key of the contact lookup.
+    pub mobile_hash: String,
+    /// Beneficiary's name after corrections, for the SMS text.
+    pub name: String,
+}
+
+impl Recipient {
+    fn of(beneficiary: &Beneficiary) -> Option<Recipient> {
+        let info = beneficiary.info.as_ref()?;
+        Some(Recipient { mobile_hash: info.mobile_hash.clone(), name: info.name.clone() })
+    }
+}
+
+/// A recorded dose, with what its confirmation SMS says.
+#[derive(Debug, Clone)]
+pub struct Administered {
+    /// Position of the `DoseAdministered` event (or of the rejection's last event).
+    pub position: u64,
+    /// Who the SMS goes to.
+    pub recipient: Option<Recipient>,
+    /// Dose number of the appointment.
+    pub dose_number: u8,
+    /// Vaccine given.
+    pub vaccine: String,
+    /// Session date.
+    pub date: chrono::NaiveDate,
 }
 
 /// Runs a load-decide-append round until the append lands without a revision conflict.
@@ -149,9 +183,11 @@ impl Ledger {
             walk_in,
             today: today_in_india(now),
         };
+        let mut recipient = None;
         let (_, outcome) = execute!(self, actor, |reads| {
                 let session: Session = self.load(&session_id.stream_id(), &mut reads).await?;
                 let beneficiary: Beneficiary = self.load(&beneficiary_id.stream_id(), &mut reads).await?;
+                recipient = Recipient::of(&beneficiary);
                 let appointment: Appointment = self.load(&appointment_id.stream_id(), &mut reads).await?;
                 if beneficiary.info.is_some() {
                     check_owner(actor, &beneficiary)?;
@@ -165,7 +201,7 @@ impl Ledger {
                 let events = appointment.handle_book(&command, &session, &beneficiary, &self.catalogue)?;
                 Ok(Decision::Accepted(events))
         });
-        Ok(Booked { appointment_id, code, position: last_position(&outcome) })
+        Ok(Booked { appointment_id, code, position: last_position(&outcome), recipient })
     }
 
     /// Loads an appointment, or returns not found naming the id.
@@ -212,18 +248,22 @@ impl Ledger {
         batch: String,
         vaccine: Option<String>,
         now: DateTime<Utc>,
-    ) -> Result<u64, LedgerError> {
+    ) -> Result<Administered, LedgerError> {
         let centre_id = actor_centre(actor)?;
         let command = AdministerDose { centre_id, vaccinator_id: actor.token_id.clone(), batch, vaccine, at: now };
+        let mut notice = None;
         let (decision, outcome) = execute!(self, actor, |reads| {
                 let appointment = self.load_appointment(appointment_id, &mut reads).await?;
                 let booking = appointment.booking.as_ref().expect("load_appointment checked the booking");
-                let _beneficiary: Beneficiary = self.load(&booking.beneficiary_id.stream_id(), &mut reads).await?;
+                let beneficiary: Beneficiary = self.load(&booking.beneficiary_id.stream_id(), &mut reads).await?;
+                notice = Some((Recipient::of(&beneficiary), booking.dose_number, booking.vaccine.clone(), booking.date));
                 let decision = appointment.handle_administer(&command)?;
                 Ok(decision)
         });
         accepted(decision)?;
-        Ok(last_position(&outcome))
+        let (recipient, dose_number, vaccine, date) =
+            notice.ok_or_else(|| LedgerError::Internal("dose recorded without reading its appointment".into()))?;
+        Ok(Administered { position: last_position(&outcome), recipient, dose_number, vaccine, date })
     }
 
     /// Unlocks a locked appointment (supervisor, at their centre).

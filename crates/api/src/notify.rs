@@ -56,7 +56,7 @@ pub async fn run_dispatcher(service: Arc<ServiceDb>, outbox_path: PathBuf, mut s
             let written = tokio::task::spawn_blocking(move || write_lines(&path, &pending)).await;
             match written {
                 Ok(Ok(())) => {
-                    if let Err(err) = service.mark_delivered(&ids, Utc::now()) {
+                    if let Err(err) = service.mark_delivered(&ids, Utc::now()).await {
                         error!(cause = %err, count = ids.len(), "marking messages delivered failed; they will be sent again");
                     }
                     backoff = IDLE_POLL;
@@ -65,7 +65,7 @@ pub async fn run_dispatcher(service: Arc<ServiceDb>, outbox_path: PathBuf, mut s
                 Ok(Err(err)) => {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     warn!(cause = %err, count = ids.len(), retry_in_ms = backoff.as_millis() as u64, "writing the outbox file failed; retrying");
-                    if let Err(err) = service.mark_failed(&ids) {
+                    if let Err(err) = service.mark_failed(&ids).await {
                         error!(cause = %err, "counting failed deliveries failed");
                     }
                 }

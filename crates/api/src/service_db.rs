@@ -14,6 +14,7 @@ use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use store::group::GroupWriter;
 use subtle::ConstantTimeEq;
 
 /// Staff and citizen roles.
@@ -162,11 +163,18 @@ CREATE TABLE IF NOT EXISTS idempotency (
 "#;
 
 /// Handle on `service.db`.
+///
+/// Writes go through a [`GroupWriter`]: one thread owns the read-write connection and commits
+/// the writes queued at the same moment in one transaction, so concurrent requests share an fsync
+/// and no async worker waits for one. Reads use a separate connection, which WAL mode lets read
+/// while the writer commits.
 pub struct ServiceDb {
     /// Path, for error messages.
     path: PathBuf,
-    /// One connection; every statement here is a short point query.
-    connection: Mutex<Connection>,
+    /// Connection for reads; every read here is a short point query.
+    reader: Mutex<Connection>,
+    /// The only connection that writes, on its own thread.
+    writer: GroupWriter,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -182,12 +190,40 @@ impl ServiceDb {
             .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
             .map_err(to_error)?;
         connection.execute_batch(SCHEMA).map_err(to_error)?;
-        Ok(Self { path: path.to_owned(), connection: Mutex::new(connection) })
+        crate::slip_codes::ensure_table(&connection).map_err(to_error)?;
+        let reader = Connection::open(path).map_err(to_error)?;
+        reader.execute_batch("PRAGMA busy_timeout=5000;").map_err(to_error)?;
+        let writer = GroupWriter::start(connection, path, "service")
+            .map_err(|err| ServiceDbError { path: path.to_owned(), cause: err.to_string() })?;
+        Ok(Self { path: path.to_owned(), reader: Mutex::new(reader), writer })
     }
 
+    /// Runs a read on the reader connection.
     fn run<T>(&self, work: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ServiceDbError> {
-        let connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        work(&connection).map_err(|err| ServiceDbError { path: self.path.clone(), cause: err.to_string() })
+        let connection = self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        work(&connection).map_err(|err| self.error(err))
+    }
+
+    /// Runs a write in the writer's next group and blocks this thread until it is committed.
+    /// For command-line tools and rare staff actions; request paths that run often use
+    /// [`ServiceDb::write`].
+    fn write_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, ServiceDbError> {
+        self.writer.write_blocking(work).map_err(|err| self.error(err))
+    }
+
+    /// Runs a write in the writer's next group and waits until it is committed.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, ServiceDbError> {
+        self.writer.write(work).await.map_err(|err| self.error(err))
+    }
+
+    fn error(&self, cause: impl std::fmt::Display) -> ServiceDbError {
+        ServiceDbError { path: self.path.clone(), cause: cause.to_string() }
     }
 
     /// Creates a token and returns its plain form `vxl.<token id>.<secret>`, shown once.
@@ -206,13 +242,15 @@ impl ServiceDb {
         let token_id = hex::encode(id_bytes);
         let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes);
         let plain = format!("vxl.{token_id}.{secret}");
-        self.run(|connection| {
+        let row = (token_id.clone(), sha256_hex(secret.as_bytes()), centre_id.clone(), mobile_hash.clone());
+        self.write_blocking(move |connection| {
+            let (token_id, secret_sha256, centre_id, mobile_hash) = row;
             connection.execute(
                 "INSERT INTO tokens (token_id, secret_sha256, role, centre_id, mobile_hash, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     token_id,
-                    sha256_hex(secret.as_bytes()),
+                    secret_sha256,
                     role.as_str(),
                     centre_id,
                     mobile_hash,
@@ -267,7 +305,8 @@ impl ServiceDb {
 
     /// Revokes a token; returns false when no such token exists.
     pub fn revoke_token(&self, token_id: &str) -> Result<bool, ServiceDbError> {
-        self.run(|connection| {
+        let token_id = token_id.to_owned();
+        self.write_blocking(move |connection| {
             connection.execute("UPDATE tokens SET revoked = 1 WHERE token_id = ?1", params![token_id]).map(|rows| rows == 1)
         })
     }
@@ -277,7 +316,8 @@ impl ServiceDb {
     /// Returns false when the number has had [`OTP_MAX_SENDS_PER_HOUR`] OTPs this hour.
     pub fn store_otp(&self, mobile_hash: &str, otp_hmac: &str, now: DateTime<Utc>) -> Result<bool, ServiceDbError> {
         let now_s = now.timestamp();
-        self.run(|connection| {
+        let (mobile_hash, otp_hmac) = (mobile_hash.to_owned(), otp_hmac.to_owned());
+        self.write_blocking(move |connection| {
             let existing: Option<(i64, u32)> = connection
                 .query_row(
                     "SELECT window_start, sends_in_window FROM otps WHERE mobile_hash = ?1",
@@ -305,7 +345,8 @@ impl ServiceDb {
 
     /// Checks an OTP digest; a valid OTP is used up, and so is one with no attempts left.
     pub fn check_otp(&self, mobile_hash: &str, otp_hmac: &str, now: DateTime<Utc>) -> Result<OtpCheck, ServiceDbError> {
-        self.run(|connection| {
+        let (mobile_hash, otp_hmac) = (mobile_hash.to_owned(), otp_hmac.to_owned());
+        self.write_blocking(move |connection| {
             let row: Option<(String, i64, u32)> = connection
                 .query_row(
                     "SELECT otp_hmac, expires_at, attempts FROM otps WHERE mobile_hash = ?1",
@@ -331,7 +372,8 @@ impl ServiceDb {
 
     /// Remembers the mobile number behind a hash, so that SMS can reach it.
     pub fn save_contact(&self, mobile_hash: &str, mobile: &str) -> Result<(), ServiceDbError> {
-        self.run(|connection| {
+        let (mobile_hash, mobile) = (mobile_hash.to_owned(), mobile.to_owned());
+        self.write_blocking(move |connection| {
             connection.execute(
                 "INSERT INTO contacts (mobile_hash, mobile) VALUES (?1, ?2) ON CONFLICT (mobile_hash) DO NOTHING",
                 params![mobile_hash, mobile],
@@ -350,7 +392,7 @@ impl ServiceDb {
     }
 
     /// Queues an SMS in the outbox.
-    pub fn queue_message(
+    pub async fn queue_message(
         &self,
         kind: &str,
         mobile: &str,
@@ -358,13 +400,8 @@ impl ServiceDb {
         appointment_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), ServiceDbError> {
-        self.run(|connection| {
-            connection.execute(
-                "INSERT INTO outbox (kind, mobile, text, appointment_id, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![kind, mobile, text, appointment_id, now.to_rfc3339()],
-            )?;
-            Ok(())
-        })
+        let message = OutboxRow::new(kind, mobile, text, appointment_id, now);
+        self.write(move |connection| message.insert(connection)).await
     }
 
     /// Returns up to `limit` undelivered messages, oldest first.
@@ -390,24 +427,28 @@ impl ServiceDb {
     }
 
     /// Marks messages delivered.
-    pub fn mark_delivered(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), ServiceDbError> {
-        self.run(|connection| {
-            let transaction = connection.unchecked_transaction()?;
+    pub async fn mark_delivered(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), ServiceDbError> {
+        let ids = ids.to_vec();
+        self.write(move |connection| {
+            let mut statement = connection.prepare_cached("UPDATE outbox SET delivered_at = ?2 WHERE id = ?1")?;
             for id in ids {
-                transaction.execute("UPDATE outbox SET delivered_at = ?2 WHERE id = ?1", params![id, now.to_rfc3339()])?;
+                statement.execute(params![id, now.to_rfc3339()])?;
             }
-            transaction.commit()
+            Ok(())
         })
+        .await
     }
 
     /// Counts a failed delivery attempt.
-    pub fn mark_failed(&self, ids: &[i64]) -> Result<(), ServiceDbError> {
-        self.run(|connection| {
+    pub async fn mark_failed(&self, ids: &[i64]) -> Result<(), ServiceDbError> {
+        let ids = ids.to_vec();
+        self.write(move |connection| {
             for id in ids {
                 connection.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?1", params![id])?;
             }
             Ok(())
         })
+        .await
     }
 
     /// Returns the stored response for an idempotency key of this actor, if any.
@@ -424,7 +465,7 @@ impl ServiceDb {
     }
 
     /// Stores the first response for an idempotency key; a second store of the same key is ignored.
-    pub fn save_idempotent_response(
+    pub async fn save_idempotent_response(
         &self,
         actor_id: &str,
         key: &str,
@@ -433,13 +474,50 @@ impl ServiceDb {
         body: &str,
         now: DateTime<Utc>,
     ) -> Result<(), ServiceDbError> {
-        self.run(|connection| {
+        let (actor_id, key, route, body) = (actor_id.to_owned(), key.to_owned(), route.to_owned(), body.to_owned());
+        self.write(move |connection| {
             connection.execute(
                 "INSERT OR IGNORE INTO idempotency (actor_id, key, route, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![actor_id, key, route, status, body, now.to_rfc3339()],
             )?;
             Ok(())
         })
+        .await
+    }
+}
+
+/// An outbox message ready to insert, owned so that it can move to the writer thread.
+pub struct OutboxRow {
+    /// Message kind, such as `booking_confirmation`.
+    kind: String,
+    /// Mobile number the SMS goes to.
+    mobile: String,
+    /// Message text.
+    text: String,
+    /// Appointment the message is about, if any.
+    appointment_id: Option<String>,
+    /// When the message was queued.
+    queued_at: DateTime<Utc>,
+}
+
+impl OutboxRow {
+    /// Builds a message row.
+    pub fn new(kind: &str, mobile: &str, text: &str, appointment_id: Option<&str>, queued_at: DateTime<Utc>) -> Self {
+        OutboxRow {
+            kind: kind.to_owned(),
+            mobile: mobile.to_owned(),
+            text: text.to_owned(),
+            appointment_id: appointment_id.map(str::to_owned),
+            queued_at,
+        }
+    }
+
+    /// Inserts the row; runs inside a write job of [`ServiceDb::write`].
+    pub fn insert(&self, connection: &Connection) -> rusqlite::Result<()> {
+        connection
+            .prepare_cached("INSERT INTO outbox (kind, mobile, text, appointment_id, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![self.kind, self.mobile, self.text, self.appointment_id, self.queued_at.to_rfc3339()])?;
+        Ok(())
     }
 }
 

@@ -24,7 +24,6 @@ use hkdf::Hkdf;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use crate::http::AppState;
 use crate::server::DataDir;
 
 /// HKDF `info` that separates this key from every other use of the server secret.
@@ -76,6 +75,13 @@ pub struct SlipCodes {
     path: PathBuf,
     /// Connection to `service.db`, separate from `ServiceDb`'s; WAL mode lets both write.
     connection: Connection,
+    /// Encrypts and decrypts the codes.
+    sealer: SlipSealer,
+}
+
+/// The key that encrypts slip codes, derived once from the server secret, so that the booking
+/// path seals a code without reading the secret file again.
+pub struct SlipSealer {
     /// Cipher keyed by the derived key.
     cipher: XChaCha20Poly1305,
     /// First 8 bytes of SHA-256 of the server secret, in hex, stored beside each row so that a
@@ -83,9 +89,42 @@ pub struct SlipCodes {
     key_id: String,
 }
 
-impl SlipCodes {
-    /// Opens the table in the data folder's `service.db`, creating it if needed, and derives the
-    /// key from `keys/server-secret.key`.
+/// An encrypted code ready to store, owned so that it can move to the service database's writer.
+pub struct SealedCode {
+    /// Appointment the code belongs to.
+    appointment_id: String,
+    /// Id of the server secret it was encrypted under.
+    key_id: String,
+    /// Random 192-bit nonce.
+    nonce: Vec<u8>,
+    /// Code plus the Poly1305 tag.
+    ciphertext: Vec<u8>,
+}
+
+impl SealedCode {
+    /// Stores the code in `slip_codes`, replacing an earlier one of the same appointment (as
+    /// after a reissue). The table must exist: [`SlipCodes::open`] or [`ensure_table`] creates it.
+    pub fn upsert(&self, connection: &Connection) -> rusqlite::Result<()> {
+        connection
+            .prepare_cached(
+                "INSERT INTO slip_codes (appointment_id, key_id, nonce, ciphertext, stored_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (appointment_id) DO UPDATE SET
+                     key_id = excluded.key_id, nonce = excluded.nonce,
+                     ciphertext = excluded.ciphertext, stored_at = excluded.stored_at",
+            )?
+            .execute(params![self.appointment_id, self.key_id, self.nonce, self.ciphertext, Utc::now().to_rfc3339()])?;
+        Ok(())
+    }
+}
+
+/// Creates the `slip_codes` table if it is missing.
+pub fn ensure_table(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch(SCHEMA)
+}
+
+impl SlipSealer {
+    /// Derives the key from the data folder's `keys/server-secret.key`.
     pub fn open(data_dir: &Path) -> Result<Self, SlipCodeError> {
         let data = DataDir::new(data_dir);
         let secret_path = data.server_secret();
@@ -106,20 +145,11 @@ impl SlipCodes {
             .map_err(|err| SlipCodeError::Secret { path: secret_path.clone(), detail: err.to_string() })?;
         let cipher = XChaCha20Poly1305::new(&key.into());
         let key_id = hex::encode(&Sha256::digest(&secret)[..8]);
-
-        let path = data.service();
-        let to_error = |err: rusqlite::Error| SlipCodeError::Sqlite { path: path.clone(), cause: err.to_string() };
-        let connection = Connection::open(&path).map_err(to_error)?;
-        connection
-            .execute_batch("PRAGMA busy_timeout=5000;")
-            .and_then(|()| connection.execute_batch(SCHEMA))
-            .map_err(to_error)?;
-        Ok(Self { path, connection, cipher, key_id })
+        Ok(SlipSealer { cipher, key_id })
     }
 
-    /// Stores the code of an appointment, replacing an earlier one (as after a reissue).
-    // TODO: call this when a supervisor reissues a code; until then the slip download returns 409.
-    pub fn save(&self, appointment_id: AppointmentId, code: &SecurityCode) -> Result<(), SlipCodeError> {
+    /// Encrypts the code of an appointment under a fresh random nonce.
+    pub fn seal(&self, appointment_id: AppointmentId, code: &SecurityCode) -> Result<SealedCode, SlipCodeError> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let aad = associated_data(appointment_id);
         let payload = Payload { msg: code.expose().as_bytes(), aad: &aad };
@@ -127,18 +157,30 @@ impl SlipCodes {
             appointment_id: appointment_id.to_string(),
             key_id: self.key_id.clone(),
         })?;
+        Ok(SealedCode { appointment_id: appointment_id.to_string(), key_id: self.key_id.clone(), nonce: nonce.to_vec(), ciphertext })
+    }
+}
 
-        self.connection
-            .execute(
-                "INSERT INTO slip_codes (appointment_id, key_id, nonce, ciphertext, stored_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (appointment_id) DO UPDATE SET
-                     key_id = excluded.key_id, nonce = excluded.nonce,
-                     ciphertext = excluded.ciphertext, stored_at = excluded.stored_at",
-                params![appointment_id.to_string(), self.key_id, nonce.as_slice(), ciphertext, Utc::now().to_rfc3339()],
-            )
-            .map_err(|err| self.sqlite_error(err))?;
-        Ok(())
+impl SlipCodes {
+    /// Opens the table in the data folder's `service.db`, creating it if needed, and derives the
+    /// key from `keys/server-secret.key`.
+    pub fn open(data_dir: &Path) -> Result<Self, SlipCodeError> {
+        let sealer = SlipSealer::open(data_dir)?;
+        let path = DataDir::new(data_dir).service();
+        let to_error = |err: rusqlite::Error| SlipCodeError::Sqlite { path: path.clone(), cause: err.to_string() };
+        let connection = Connection::open(&path).map_err(to_error)?;
+        connection
+            .execute_batch("PRAGMA busy_timeout=5000;")
+            .and_then(|()| connection.execute_batch(SCHEMA))
+            .map_err(to_error)?;
+        Ok(Self { path, connection, sealer })
+    }
+
+    /// Stores the code of an appointment, replacing an earlier one (as after a reissue).
+    // TODO: call this when a supervisor reissues a code; until then the slip download returns 409.
+    pub fn save(&self, appointment_id: AppointmentId, code: &SecurityCode) -> Result<(), SlipCodeError> {
+        let sealed = self.sealer.seal(appointment_id, code)?;
+        sealed.upsert(&self.connection).map_err(|err| self.sqlite_error(err))
     }
 
     /// Returns the stored code of an appointment, or `None` when none was stored.
@@ -156,13 +198,14 @@ impl SlipCodes {
 
         let undecryptable = || SlipCodeError::Undecryptable {
             appointment_id: appointment_id.to_string(),
-            key_id: self.key_id.clone(),
+            key_id: self.sealer.key_id.clone(),
         };
         if nonce.len() != 24 {
             return Err(undecryptable());
         }
         let aad = associated_data(appointment_id);
         let plain = self
+            .sealer
             .cipher
             .decrypt(XNonce::from_slice(&nonce), Payload { msg: &ciphertext, aad: &aad })
             .map_err(|_| undecryptable())?;
@@ -180,15 +223,6 @@ fn associated_data(appointment_id: AppointmentId) -> Vec<u8> {
     let mut aad = AAD_PREFIX.to_vec();
     aad.extend_from_slice(appointment_id.0.as_bytes());
     aad
-}
-
-/// Stores a freshly booked code for the slip. A failure is logged and not returned, because the
-/// booking remains valid and the citizen still has the code from the booking response and the SMS.
-pub fn remember_booked_code(state: &AppState, appointment_id: AppointmentId, code: &SecurityCode) {
-    let stored = SlipCodes::open(&state.data_dir).and_then(|codes| codes.save(appointment_id, code));
-    if let Err(err) = stored {
-        tracing::error!(appointment_id = %appointment_id, cause = %err, "slip code not stored; the slip cannot be downloaded again");
-    }
 }
 
 #[cfg(test)]

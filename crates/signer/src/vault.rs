@@ -7,8 +7,9 @@
 //! no event. Nobody received that certificate, so a reader must treat a row as issued only when
 //! the log contains its `CertificateIssued` event.
 //!
-//! The API is async: each call runs its SQLite work on `tokio::task::spawn_blocking`, so it does
-//! not stall the runtime's worker threads. It needs a Tokio runtime.
+//! The API is async: reads run on `tokio::task::spawn_blocking`, and writes go to a group-commit
+//! writer thread (`store::group`), so neither stalls the runtime's worker threads. It needs a
+//! Tokio runtime.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, TimeZone, Utc};
 use domain::ids::{AppointmentId, BeneficiaryId, CertificateId};
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use store::group::{GroupWriteError, GroupWriter};
 
 use crate::gate::IssuedCertificate;
 use crate::keys::KeyId;
@@ -91,8 +93,11 @@ pub enum VaultError {
 pub struct CertificateVault {
     /// Vault file, for error messages.
     path: PathBuf,
-    /// The single connection; SQLite serializes writers anyway, and certificate traffic is low.
+    /// Connection for reads; WAL mode lets it read while the writer commits.
     connection: Arc<Mutex<Connection>>,
+    /// The only connection that writes, on its own thread with group commit, so that
+    /// certificates issued at the same moment share one fsync.
+    writer: Arc<GroupWriter>,
 }
 
 impl std::fmt::Debug for CertificateVault {
@@ -133,10 +138,13 @@ impl CertificateVault {
             .pragma_update(None, "synchronous", "FULL")
             .map_err(sqlite_error)?;
         connection.execute_batch(SCHEMA).map_err(sqlite_error)?;
+        let reader = Connection::open(&path).map_err(sqlite_error)?;
+        let writer = GroupWriter::start(connection, &path, "vault").map_err(|err| VaultError::Task(err.to_string()))?;
 
         Ok(Self {
             path,
-            connection: Arc::new(Mutex::new(connection)),
+            connection: Arc::new(Mutex::new(reader)),
+            writer: Arc::new(writer),
         })
     }
 
@@ -144,7 +152,9 @@ impl CertificateVault {
     /// under an existing id fails with [`VaultError::Conflict`].
     pub async fn put(&self, certificate: &StoredCertificate) -> Result<(), VaultError> {
         let certificate = certificate.clone();
-        self.run(move |connection, path| {
+        let path = self.path.clone();
+        let written = self.writer.write(move |connection| {
+            let path = path.as_path();
             let inserted = connection
                 .execute(
                     "INSERT OR IGNORE INTO certificates
@@ -175,8 +185,12 @@ impl CertificateVault {
                     certificate_id: certificate.certificate_id,
                 })
             }
-        })
-        .await
+        });
+        match written.await {
+            Ok(()) => Ok(()),
+            Err(GroupWriteError::Work(err)) => Err(err),
+            Err(GroupWriteError::Commit(message) | GroupWriteError::Stopped(message)) => Err(VaultError::Task(message)),
+        }
     }
 
     /// Returns the certificate with this id, if stored.

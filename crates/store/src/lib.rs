@@ -14,6 +14,7 @@
 //! ([`checkpoint`]), so that auditors can check a copy of the log without trusting the server.
 
 pub mod checkpoint;
+pub mod group;
 pub mod merkle;
 pub mod sqlite;
 pub mod subscription;

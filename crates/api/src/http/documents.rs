@@ -127,6 +127,7 @@ impl DocumentsApi {
         let appointment_id = AppointmentId::parse(&id.0).map_err(Problem::from)?;
         let not_found = || Problem::not_found("appointment_id", format!("appointment {appointment_id} not found"));
 
+        crate::http::endpoints::projections_fresh(&self.state).await;
         let projections = &self.state.ledger.projections;
         let appointment = projections.appointment(&appointment_id.to_string()).map_err(internal)?.ok_or_else(not_found)?;
         if !self.citizen_owns(&actor, &appointment.beneficiary_id)? {

@@ -123,6 +123,14 @@ impl Api {
         authenticate(&self.state, auth, request, roles)
     }
 
+    /// Waits until the status projections hold every event committed before this call, so that
+    /// a read sees every write acknowledged before the read started. Booking, code verification
+    /// and dose recording return as soon as their events are durable, without waiting for the
+    /// projections; reads of the projections wait here instead, and only while they lag.
+    pub(crate) async fn fresh(&self) {
+        projections_fresh(&self.state).await;
+    }
+
     pub(crate) async fn settle(&self, position: u64) {
         if let Err(err) = self.state.ledger.projections.wait_for(position, READ_YOUR_WRITES_TIMEOUT).await {
             tracing::warn!(cause = %err, position, "projection lagging behind a write");
@@ -171,27 +179,27 @@ impl Api {
             return Ok(Json(replayed));
         }
         let outcome = run.await;
-        self.remember(actor, route, &outcome);
+        self.remember(actor, route, &outcome).await;
         Ok(Json(outcome?))
     }
 
     /// Stores the first outcome of a request that carried an idempotency key.
-    pub(crate) fn remember<T: serde::Serialize>(&self, actor: &Actor, route: &str, outcome: &Result<T, Problem>) {
+    pub(crate) async fn remember<T: serde::Serialize>(&self, actor: &Actor, route: &str, outcome: &Result<T, Problem>) {
         let Some(key) = &actor.idempotency_key else { return };
         let (status, body) = match outcome {
             Ok(value) => (200, serde_json::to_string(value).unwrap_or_default()),
             Err(problem) => (problem.status.as_u16(), problem.body().to_string()),
         };
-        if let Err(err) = self.state.ledger.service.save_idempotent_response(&actor.token_id, key, route, status, &body, Utc::now()) {
+        if let Err(err) = self.state.ledger.service.save_idempotent_response(&actor.token_id, key, route, status, &body, Utc::now()).await {
             tracing::error!(cause = %err, "idempotency record failed");
         }
     }
 
-    pub(crate) fn queue_sms(&self, mobile_hash: &str, kind: &str, text: &str, appointment_id: Option<&str>) {
+    pub(crate) async fn queue_sms(&self, mobile_hash: &str, kind: &str, text: &str, appointment_id: Option<&str>) {
         let service = &self.state.ledger.service;
         match service.contact(mobile_hash) {
             Ok(Some(mobile)) => {
-                if let Err(err) = service.queue_message(kind, &mobile, text, appointment_id, Utc::now()) {
+                if let Err(err) = service.queue_message(kind, &mobile, text, appointment_id, Utc::now()).await {
                     tracing::error!(cause = %err, kind, "queueing SMS failed");
                 }
             }
@@ -563,7 +571,7 @@ impl Api {
         }
         service.save_contact(&mobile_hash, mobile.as_str()).map_err(internal)?;
         let text = format!("{otp} is your vaxledger login OTP. It expires in 3 minutes. Do not share it.");
-        service.queue_message("otp", mobile.as_str(), &text, None, Utc::now()).map_err(internal)?;
+        service.queue_message("otp", mobile.as_str(), &text, None, Utc::now()).await.map_err(internal)?;
         tracing::info!(mobile = %mobile.masked(), "OTP queued");
         Ok(Json(OtpSent { mobile: mobile.masked(), expires_in_seconds: crate::service_db::OTP_LIFETIME_SECONDS }))
     }
@@ -649,6 +657,7 @@ impl Api {
         }
         let date = date.0.ok_or_else(|| Problem::invalid("date", "date is required as YYYY-MM-DD"))?;
         let date = parse_date("date", &date)?;
+        self.fresh().await;
         let rows = self.state.ledger.projections.search_sessions(district.trim(), &date.to_string(), 500).map_err(internal)?;
         Ok(Json(rows.into_iter().map(SessionView::from).collect()))
     }
@@ -693,6 +702,7 @@ impl Api {
     #[oai(path = "/beneficiaries", method = "get", tag = "ApiTags::Appointments")]
     async fn list_beneficiaries(&self, auth: BearerAuth, request: &Request) -> ApiResult<Vec<BeneficiaryView>> {
         let actor = self.actor(&auth, request, &[Role::Citizen])?;
+        self.fresh().await;
         let rows = self.state.ledger.projections.beneficiaries_by_mobile(actor.mobile_hash.as_deref().unwrap_or_default()).map_err(internal)?;
         let mut views = Vec::with_capacity(rows.len());
         for row in rows {
@@ -706,6 +716,7 @@ impl Api {
     async fn get_beneficiary(&self, auth: BearerAuth, request: &Request, id: Path<String>) -> ApiResult<BeneficiaryView> {
         let actor = self.actor(&auth, request, &[Role::Citizen, Role::Verifier, Role::Supervisor, Role::Investigator, Role::Auditor, Role::Admin])?;
         let beneficiary_id = BeneficiaryId::parse(&id.0).map_err(Problem::from)?;
+        self.fresh().await;
         let row = self
             .state
             .ledger
@@ -732,9 +743,7 @@ impl Api {
         let outcome = match outcome {
             Ok(booked) => {
                 Metrics::bump(&self.state.metrics.bookings);
-                self.settle(booked.position).await;
-                self.send_booking_sms(&beneficiary_id, &booked);
-                crate::slip_codes::remember_booked_code(&self.state, booked.appointment_id, &booked.code);
+                self.keep_booking_code(&beneficiary_id, &booked).await;
                 let appointment_id = booked.appointment_id.to_string();
                 tracing::info!(appointment_id, request_id = %actor.request_id, walk_in = actor.role == Role::Verifier, "appointment booked");
                 Ok(BookingView {
@@ -748,7 +757,7 @@ impl Api {
             Err(problem) => Err(problem),
         };
         let stored = outcome.as_ref().map(|view| BookingView { security_code: None, ..view.clone_view() }).map_err(Clone::clone);
-        self.remember(&actor, "book", &stored);
+        self.remember(&actor, "book", &stored).await;
         Ok(Json(outcome?))
     }
 
@@ -756,6 +765,7 @@ impl Api {
     #[oai(path = "/appointments/:id", method = "get", tag = "ApiTags::Appointments")]
     async fn get_appointment(&self, auth: BearerAuth, request: &Request, id: Path<String>) -> ApiResult<AppointmentView> {
         let actor = self.actor(&auth, request, &[Role::Citizen, Role::Verifier, Role::Supervisor, Role::Investigator, Role::Auditor, Role::Admin])?;
+        self.fresh().await;
         let row = self.appointment_row(&id.0)?;
         self.check_citizen_owns(&actor, &row.beneficiary_id)?;
         Ok(Json(row.into()))
@@ -789,7 +799,6 @@ impl Api {
         let outcome = match result {
             Ok(position) => {
                 Metrics::bump(&self.state.metrics.codes_verified);
-                self.settle(position).await;
                 tracing::info!(appointment_id = %appointment_id, verifier_id = %actor.token_id, "security code verified");
                 Ok(AppointmentOutcome { appointment_id: appointment_id.to_string(), status: "verified".into(), position, certificate_id: None })
             }
@@ -801,7 +810,7 @@ impl Api {
                 Err(Problem::from(err))
             }
         };
-        self.remember(&actor, &route, &outcome);
+        self.remember(&actor, &route, &outcome).await;
         Ok(Json(outcome?))
     }
 
@@ -817,7 +826,8 @@ impl Api {
         let body = body.0;
         let result = self.state.ledger.administer(&actor, appointment_id, body.batch, body.vaccine, Utc::now()).await;
         let outcome = match result {
-            Ok(position) => {
+            Ok(administered) => {
+                let position = administered.position;
                 Metrics::bump(&self.state.metrics.doses);
                 tracing::info!(appointment_id = %appointment_id, vaccinator_id = %actor.token_id, "dose recorded");
                 let certificate = crate::certificates::issue(&self.state, &actor, appointment_id).await;
@@ -831,8 +841,7 @@ impl Api {
                         (None, position)
                     }
                 };
-                self.settle(position).await;
-                self.send_dose_sms(appointment_id, certificate_id.as_deref());
+                self.send_dose_sms(appointment_id, &administered, certificate_id.as_deref()).await;
                 Ok(AppointmentOutcome { appointment_id: appointment_id.to_string(), status: "administered".into(), position, certificate_id })
             }
             Err(err) => {
@@ -843,7 +852,7 @@ impl Api {
                 Err(Problem::from(err))
             }
         };
-        self.remember(&actor, &route, &outcome);
+        self.remember(&actor, &route, &outcome).await;
         Ok(Json(outcome?))
     }
 
@@ -916,6 +925,7 @@ impl Api {
         if limit == 0 || limit > 10_000 {
             return Err(Problem::invalid("limit", "limit must be between 1 and 10000").into());
         }
+        self.fresh().await;
         let rows = self.state.ledger.projections.revocations(after.0.unwrap_or(0), limit as usize).map_err(internal)?;
         let next_after = (rows.len() == limit as usize).then(|| rows.last().map(|row| row.position)).flatten();
         let revoked = rows
@@ -936,6 +946,7 @@ impl Api {
         let actor = self.actor(&auth, request, &[Role::Citizen, Role::Investigator, Role::Auditor, Role::Admin])?;
         let certificate_id = CertificateId::parse(&id.0).map_err(Problem::from)?;
         let not_found = || Problem::not_found("certificate_id", format!("certificate {certificate_id} not found"));
+        self.fresh().await;
         let stored = self.state.vault.get(certificate_id).await.map_err(internal)?.ok_or_else(not_found)?;
         if actor.role == Role::Citizen {
             let owner = self.state.ledger.projections.beneficiary(&stored.beneficiary_id.to_string()).map_err(internal)?;
@@ -1104,10 +1115,58 @@ impl Api {
         }
     }
 
-    fn send_booking_sms(&self, beneficiary_id: &BeneficiaryId, booked: &crate::commands::Booked) {
-        let Ok(Some(row)) = self.state.ledger.projections.beneficiary(&beneficiary_id.to_string()) else {
-            tracing::warn!(beneficiary_id = %beneficiary_id, "beneficiary not yet projected; booking SMS not queued");
+    /// Stores the encrypted code for the slip and queues the booking SMS, in one write of
+    /// `service.db`. A failure is logged and not returned: the booking stands, and the citizen
+    /// has the code from the booking response.
+    async fn keep_booking_code(&self, beneficiary_id: &BeneficiaryId, booked: &crate::commands::Booked) {
+        let appointment_id = booked.appointment_id;
+        let sealed = match self.state.slip_sealer.seal(appointment_id, &booked.code) {
+            Ok(sealed) => Some(sealed),
+            Err(err) => {
+                tracing::error!(appointment_id = %appointment_id, cause = %err, "slip code not sealed; the slip cannot be downloaded again");
+                None
+            }
+        };
+        let message = self.booking_sms(beneficiary_id, booked);
+        if sealed.is_none() && message.is_none() {
             return;
+        }
+
+        let written = self
+            .state
+            .ledger
+            .service
+            .write(move |connection| {
+                if let Some(sealed) = &sealed {
+                    sealed.upsert(connection)?;
+                }
+                if let Some(message) = &message {
+                    message.insert(connection)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(err) = written {
+            tracing::error!(appointment_id = %appointment_id, cause = %err, "slip code and booking SMS not stored");
+        }
+    }
+
+    /// Builds the booking SMS, or `None` when no mobile number is on file.
+    fn booking_sms(&self, beneficiary_id: &BeneficiaryId, booked: &crate::commands::Booked) -> Option<crate::service_db::OutboxRow> {
+        let Some(row) = &booked.recipient else {
+            tracing::warn!(beneficiary_id = %beneficiary_id, "beneficiary has no registration; booking SMS not queued");
+            return None;
+        };
+        let mobile = match self.state.ledger.service.contact(&row.mobile_hash) {
+            Ok(Some(mobile)) => mobile,
+            Ok(None) => {
+                tracing::warn!(kind = "booking_confirmation", "no mobile number on file; SMS not queued");
+                return None;
+            }
+            Err(err) => {
+                tracing::error!(cause = %err, kind = "booking_confirmation", "contact lookup failed; SMS not queued");
+                return None;
+            }
         };
         let text = format!(
             "Appointment {} booked for {}. Your security code is {}. Tell it to the verifier at the centre only after your ID is checked. Do not share it otherwise.",
@@ -1115,22 +1174,61 @@ impl Api {
             row.name,
             booked.code.expose()
         );
-        self.queue_sms(&row.mobile_hash, "booking_confirmation", &text, Some(&booked.appointment_id.to_string()));
+        let appointment_id = booked.appointment_id.to_string();
+        Some(crate::service_db::OutboxRow::new("booking_confirmation", &mobile, &text, Some(&appointment_id), Utc::now()))
     }
 
-    fn send_dose_sms(&self, appointment_id: AppointmentId, certificate_id: Option<&str>) {
-        let projections = &self.state.ledger.projections;
-        let Ok(Some(appointment)) = projections.appointment(&appointment_id.to_string()) else { return };
-        let Ok(Some(beneficiary)) = projections.beneficiary(&appointment.beneficiary_id) else { return };
+    async fn send_dose_sms(&self, appointment_id: AppointmentId, administered: &crate::commands::Administered, certificate_id: Option<&str>) {
+        let Some(beneficiary) = &administered.recipient else {
+            tracing::warn!(appointment_id = %appointment_id, "beneficiary has no registration; dose SMS not queued");
+            return;
+        };
+        let mobile = match self.state.ledger.service.contact(&beneficiary.mobile_hash) {
+            Ok(Some(mobile)) => mobile,
+            Ok(None) => {
+                tracing::warn!(kind = "dose_recorded", "no mobile number on file; SMS not queued");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(cause = %err, kind = "dose_recorded", "contact lookup failed; SMS not queued");
+                return;
+            }
+        };
+        let appointment = appointment_id.to_string();
+        let now = Utc::now();
         let text = format!(
             "Dose {} of {} recorded for {} on {}. If you were not vaccinated, raise a dispute quoting appointment {}.",
-            appointment.dose_number, appointment.vaccine, beneficiary.name, appointment.date, appointment_id
+            administered.dose_number, administered.vaccine, beneficiary.name, administered.date, appointment_id
         );
-        self.queue_sms(&beneficiary.mobile_hash, "dose_recorded", &text, Some(&appointment_id.to_string()));
+        let mut messages = vec![crate::service_db::OutboxRow::new("dose_recorded", &mobile, &text, Some(&appointment), now)];
         if let Some(certificate_id) = certificate_id {
             let text = format!("Your vaccination certificate {certificate_id} is ready. Download it after logging in.");
-            self.queue_sms(&beneficiary.mobile_hash, "certificate_ready", &text, Some(&appointment_id.to_string()));
+            messages.push(crate::service_db::OutboxRow::new("certificate_ready", &mobile, &text, Some(&appointment), now));
         }
+
+        // Both messages go in one write, so that they share one commit.
+        let written = self
+            .state
+            .ledger
+            .service
+            .write(move |connection| messages.iter().try_for_each(|message| message.insert(connection)))
+            .await;
+        if let Err(err) = written {
+            tracing::error!(cause = %err, appointment_id = %appointment_id, "queueing dose SMS failed");
+        }
+    }
+}
+
+/// Waits until the status projections hold every event committed before this call; see
+/// [`Api::fresh`]. Gives up after the read-your-writes timeout with a warning, and the read then
+/// answers from the projections as they are.
+pub(crate) async fn projections_fresh(state: &AppState) {
+    let head = *state.ledger.store.watch_head().borrow();
+    if state.ledger.projections.checkpoint() >= head {
+        return;
+    }
+    if let Err(err) = state.ledger.projections.wait_for(head, READ_YOUR_WRITES_TIMEOUT).await {
+        tracing::warn!(cause = %err, position = head, "projection lagging behind the log; answering from it as it is");
     }
 }
 

@@ -693,7 +693,7 @@ impl FraudApi {
                 "Dispute {} received for appointment {appointment_id}. An investigator will review it; you will get an SMS with the outcome.",
                 raised.dispute_id
             );
-            self.notify_beneficiary(&raised.beneficiary_id, "dispute_received", &text, appointment_id);
+            self.notify_beneficiary(&raised.beneficiary_id, "dispute_received", &text, appointment_id).await;
             Ok(DisputeCreated {
                 dispute_id: raised.dispute_id.to_string(),
                 appointment_id: appointment_id.to_string(),
@@ -733,7 +733,7 @@ impl FraudApi {
                 .map_err(Problem::from)?;
             self.settle(resolved.position).await;
             let text = format!("Your dispute {dispute_id} about appointment {appointment_id} was reviewed: {}.", finding.as_str());
-            self.notify_beneficiary(&resolved.beneficiary_id, "dispute_resolved", &text, appointment_id);
+            self.notify_beneficiary(&resolved.beneficiary_id, "dispute_resolved", &text, appointment_id).await;
             Ok(DisputeResolution {
                 dispute_id: dispute_id.to_string(),
                 appointment_id: appointment_id.to_string(),
@@ -768,9 +768,9 @@ impl FraudApi {
     }
 
     /// Queues an SMS to the mobile number of a beneficiary.
-    fn notify_beneficiary(&self, beneficiary_id: &BeneficiaryId, kind: &str, text: &str, appointment_id: AppointmentId) {
+    async fn notify_beneficiary(&self, beneficiary_id: &BeneficiaryId, kind: &str, text: &str, appointment_id: AppointmentId) {
         match self.state.ledger.projections.beneficiary(&beneficiary_id.to_string()) {
-            Ok(Some(row)) => self.api().queue_sms(&row.mobile_hash, kind, text, Some(&appointment_id.to_string())),
+            Ok(Some(row)) => self.api().queue_sms(&row.mobile_hash, kind, text, Some(&appointment_id.to_string())).await,
             Ok(None) => tracing::warn!(beneficiary_id = %beneficiary_id, kind, "beneficiary not yet projected; SMS not queued"),
             Err(err) => tracing::error!(cause = %err, beneficiary_id = %beneficiary_id, kind, "beneficiary lookup failed; SMS not queued"),
         }

@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Audit key and signed checkpoints of the event log.
     pub audit: Arc<AuditLog>,
+    /// Key that encrypts security codes kept for the acknowledgement slip, derived once at start.
+    pub slip_sealer: crate::slip_codes::SlipSealer,
 }
 
 /// Prometheus counters.
