@@ -1,10 +1,10 @@
 //! Group commit for the side databases of a data folder (`service.db`, `certificates.db`).
 //!
 //! A [`GroupWriter`] owns the only read-write connection to one SQLite file and runs it on its
-//! own thread. Callers send write jobs; the thread takes every job queued at that moment, runs
-//! each inside its own savepoint of one `BEGIN IMMEDIATE … COMMIT` transaction, and replies to
-//! each caller only after that transaction is committed. Concurrent writers therefore share one
-//! fsync, and a caller never waits for an fsync on an async worker thread.
+//! own thread. Callers send write jobs. The thread takes every job queued at that moment and runs
+//! each inside its own savepoint of one `BEGIN IMMEDIATE … COMMIT` transaction. It replies to
+//! each caller only after that transaction is committed, so concurrent writers share one fsync
+//! and no async worker thread waits for an fsync.
 //!
 //! A job that fails is rolled back to its savepoint and gets its own error; the other jobs of the
 //! group still commit. When the commit itself fails, every job of the group gets that error and
@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tracing::{error, info};
 
-/// Maximum number of jobs committed in one transaction; it bounds the time the write lock is held.
+/// Maximum number of jobs committed in one transaction, which bounds the time the write lock is held.
 const MAX_GROUP_JOBS: usize = 256;
 
 /// Failure of one write job.
