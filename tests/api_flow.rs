@@ -345,3 +345,17 @@ async fn idempotent_rejection_counted_once() {
     }
     assert_eq!(ids[0], ids[1]);
 }
+
+#[tokio::test]
+async fn search_after_booking_counts_seat() {
+    let s = setup().await;
+    let url = format!("/api/v1/sessions?district=Pune&date={}", common::today());
+    let (_, before) = s.server.call(Method::GET, &url, None, None).await;
+    assert_eq!(before[0]["booked"], 0, "{before}");
+
+    // The booking returns before the projections apply it, and the cached answer above was read
+    // at an older position, so this search must wait for the projections and query again.
+    s.server.book(&s.citizen, &s.beneficiary_id, &s.session_id).await;
+    let (_, after) = s.server.call(Method::GET, &url, None, None).await;
+    assert_eq!(after[0]["booked"], 1, "{after}");
+}

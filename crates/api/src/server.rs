@@ -171,7 +171,7 @@ pub async fn open_state(options: &ServeOptions) -> anyhow::Result<Arc<AppState>>
 
     let ledger = Ledger { store, projections, server_key, catalogue: VaccineCatalogue::default(), service };
     let slip_sealer = crate::slip_codes::SlipSealer::open(&data.root)?;
-    Ok(Arc::new(AppState { ledger, fraud, keys, vault, data_dir: data.root.clone(), metrics: Metrics::default(), audit, slip_sealer }))
+    Ok(Arc::new(AppState { ledger, fraud, keys, vault, data_dir: data.root.clone(), metrics: Metrics::default(), audit, slip_sealer, search_cache: Default::default() }))
 }
 
 /// Starts the service with the default audit options and returns once it listens.

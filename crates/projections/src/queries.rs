@@ -185,13 +185,13 @@ impl Projections {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN centres c ON c.centre_id = s.centre_id WHERE s.session_id = ?1"
         );
-        self.with_reader(|connection| connection.query_row(&sql, params![session_id], session_row).optional())
+        self.with_reader(|connection| connection.prepare_cached(&sql)?.query_row( params![session_id], session_row).optional())
     }
 
     /// Returns a beneficiary by id.
     pub fn beneficiary(&self, beneficiary_id: &str) -> Result<Option<BeneficiaryRow>, ProjectionError> {
         let sql = format!("SELECT {BENEFICIARY_COLUMNS} FROM beneficiaries WHERE beneficiary_id = ?1");
-        self.with_reader(|connection| connection.query_row(&sql, params![beneficiary_id], beneficiary_row).optional())
+        self.with_reader(|connection| connection.prepare_cached(&sql)?.query_row( params![beneficiary_id], beneficiary_row).optional())
     }
 
     /// Returns the beneficiaries registered under a mobile hash, oldest first.
@@ -209,7 +209,7 @@ impl Projections {
     /// Returns an appointment by id.
     pub fn appointment(&self, appointment_id: &str) -> Result<Option<AppointmentRow>, ProjectionError> {
         let sql = format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE appointment_id = ?1");
-        self.with_reader(|connection| connection.query_row(&sql, params![appointment_id], appointment_row).optional())
+        self.with_reader(|connection| connection.prepare_cached(&sql)?.query_row( params![appointment_id], appointment_row).optional())
     }
 
     /// Returns a beneficiary's appointments, oldest first.
@@ -237,8 +237,10 @@ impl Projections {
     pub fn revocation(&self, certificate_id: &str) -> Result<Option<RevocationRow>, ProjectionError> {
         self.with_reader(|connection| {
             connection
-                .query_row(
+                .prepare_cached(
                     "SELECT certificate_id, appointment_id, reason, revoked_at_ms, position FROM revoked_certificates WHERE certificate_id = ?1",
+                )?
+                .query_row(
                     params![certificate_id],
                     revocation_row,
                 )

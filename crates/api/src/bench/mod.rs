@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Benchmarks to run, comma-separated: append, replay, flows, search, verify, memory.
     #[arg(long, default_value = "append,replay,flows,search,verify,memory")]
     pub only: String,
+    /// Times each benchmark but memory runs; the table reports the run with the median ratio and
+    /// the spread of the ratios.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: u32,
     /// Folder for the benchmark's temporary data (needs a few GB for the memory benchmark).
     #[arg(long, env = "TMPDIR", default_value = "/tmp")]
     pub work_dir: std::path::PathBuf,
@@ -51,10 +55,51 @@ pub struct Figure {
     pub target: String,
 }
 
-impl Figure {
+/// One line of the result table over repeated runs of the same figure.
+struct Summary {
+    /// The run whose ratio is the median, or the last run for a figure without a ratio.
+    median: Figure,
+    /// Ratios of every run, sorted.
+    ratios: Vec<f64>,
+    /// Values of every run, in run order, for a figure without a ratio.
+    values: Vec<String>,
+}
+
+impl Summary {
+    /// Summarizes the runs of one figure: the run with the median ratio, and the spread.
+    fn of(runs: Vec<Figure>) -> Option<Summary> {
+        let values: Vec<String> = runs.iter().map(|figure| figure.value.clone()).collect();
+        let mut ratios: Vec<(f64, Figure)> = Vec::new();
+        let mut last = None;
+        for figure in runs {
+            match figure.ratio {
+                Some(ratio) => ratios.push((ratio, figure)),
+                None => last = Some(figure),
+            }
+        }
+        if ratios.is_empty() {
+            return last.map(|median| Summary { median, ratios: Vec::new(), values });
+        }
+
+        ratios.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let sorted: Vec<f64> = ratios.iter().map(|(ratio, _)| *ratio).collect();
+        let middle = ratios.len() / 2;
+        let median = ratios.swap_remove(middle).1;
+        Some(Summary { median, ratios: sorted, values })
+    }
+
     fn print(&self) {
-        let ratio = self.ratio.map(|ratio| format!("{ratio:.2}")).unwrap_or_else(|| "-".into());
-        println!("| {} | {} | {} | {} | {} |", self.name, self.value, self.baseline, ratio, self.target);
+        let figure = &self.median;
+        let (value, ratio) = match (self.ratios.as_slice(), figure.ratio) {
+            ([_, _, ..], Some(ratio)) => {
+                let spread = format!("{ratio:.2} ({:.2}–{:.2})", self.ratios[0], self.ratios[self.ratios.len() - 1]);
+                (figure.value.clone(), spread)
+            }
+            (_, Some(ratio)) => (figure.value.clone(), format!("{ratio:.2}")),
+            (_, None) if self.values.len() > 1 => (self.values.join("; "), "-".to_owned()),
+            (_, None) => (figure.value.clone(), "-".to_owned()),
+        };
+        println!("| {} | {} | {} | {} | {} |", figure.name, value, figure.baseline, ratio, figure.target);
     }
 }
 
@@ -84,24 +129,45 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("unknown benchmark {unknown:?} in --only; choose from {}", known.join(", "));
     }
     println!("machine: {} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), memory::total_memory());
-    let mut figures = Vec::new();
-    if selected.contains(&"append") {
-        figures.extend(write::append(&args).await?);
+
+    // Each repetition runs every selected benchmark once, so that a slow spell of the shared
+    // machine spreads over all figures instead of hitting one figure's every run.
+    let mut runs: Vec<Vec<Figure>> = Vec::new();
+    for repetition in 1..=args.repeat {
+        println!("run {repetition} of {}", args.repeat);
+        let mut figures = Vec::new();
+        if selected.contains(&"append") {
+            figures.extend(write::append(&args).await?);
+        }
+        if selected.contains(&"replay") {
+            figures.extend(replay::replay(&args).await?);
+        }
+        if selected.iter().any(|name| matches!(*name, "flows" | "search" | "verify")) {
+            figures.extend(flows::http(&args, &selected).await?);
+        }
+        runs.push(figures);
     }
-    if selected.contains(&"replay") {
-        figures.extend(replay::replay(&args).await?);
+    let mut summaries = Vec::new();
+    let figure_count = runs.first().map(Vec::len).unwrap_or(0);
+    for index in 0..figure_count {
+        let figure_runs: Vec<Figure> = runs.iter().filter_map(|figures| figures.get(index).cloned()).collect();
+        summaries.extend(Summary::of(figure_runs));
     }
-    if selected.iter().any(|name| matches!(*name, "flows" | "search" | "verify")) {
-        figures.extend(flows::http(&args, &selected).await?);
-    }
+
+    // The memory benchmark loads ten million events, so it runs once.
     if selected.contains(&"memory") {
-        figures.extend(memory::memory(&args).await?);
+        for figure in memory::memory(&args).await? {
+            summaries.extend(Summary::of(vec![figure]));
+        }
     }
+
+    println!();
+    println!("{} runs; each row shows the run with the median ratio, and the ratio's range over all runs in brackets.", args.repeat);
     println!();
     println!("| figure | value | baseline (same run) | ratio | target |");
     println!("|---|---|---|---|---|");
-    for figure in &figures {
-        figure.print();
+    for summary in &summaries {
+        summary.print();
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -23,6 +23,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::problem::Problem;
+use super::rendered::RenderedJson;
 use super::state::{AppState, Metrics};
 use crate::ledger::{Actor, LedgerError};
 use crate::service_db::{OtpCheck, Role, CITIZEN_TOKEN_HOURS};
@@ -650,7 +651,7 @@ impl Api {
 
     /// Searches the sessions of a district on a date (public).
     #[oai(path = "/sessions", method = "get", tag = "ApiTags::Sessions")]
-    async fn search_sessions(&self, district: Query<Option<String>>, date: Query<Option<String>>) -> ApiResult<Vec<SessionView>> {
+    async fn search_sessions(&self, district: Query<Option<String>>, date: Query<Option<String>>) -> poem::Result<RenderedJson<Vec<SessionView>>> {
         let district = district.0.filter(|d| !d.trim().is_empty()).ok_or_else(|| Problem::invalid("district", "district is required, such as ?district=Pune"))?;
         if district.len() > 80 {
             return Err(Problem::invalid("district", "district must be at most 80 characters").into());
@@ -658,8 +659,19 @@ impl Api {
         let date = date.0.ok_or_else(|| Problem::invalid("date", "date is required as YYYY-MM-DD"))?;
         let date = parse_date("date", &date)?;
         self.fresh().await;
-        let rows = self.state.ledger.projections.search_sessions(district.trim(), &date.to_string(), 500).map_err(internal)?;
-        Ok(Json(rows.into_iter().map(SessionView::from).collect()))
+
+        // The position is read before the query, so a cached answer is at least as new as it.
+        let (district, date) = (district.trim(), date.to_string());
+        let projections = &self.state.ledger.projections;
+        let position = projections.checkpoint();
+        if let Some(body) = self.state.search_cache.get(district, &date, position) {
+            return Ok(RenderedJson::from_bytes(body));
+        }
+        let rows = projections.search_sessions(district, &date, 500).map_err(internal)?;
+        let views: Vec<SessionView> = rows.into_iter().map(SessionView::from).collect();
+        let rendered = RenderedJson::render(&views);
+        self.state.search_cache.put(district, &date, position, Arc::clone(rendered.bytes()));
+        Ok(rendered)
     }
 
     /// Registers a beneficiary: a citizen under their own mobile number, or a verifier for a walk-in.

@@ -6,6 +6,7 @@ pub mod documents;
 pub mod endpoints;
 pub mod fraud;
 pub mod problem;
+pub mod rendered;
 pub mod state;
 pub mod verify_page;
 

@@ -1,8 +1,10 @@
 //! Shared state of the HTTP service.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+
 
 use projections::fraud::FraudProjections;
 use signer::keys::KeyRing;
@@ -29,6 +31,39 @@ pub struct AppState {
     pub audit: Arc<AuditLog>,
     /// Key that encrypts security codes kept for the acknowledgement slip, derived once at start.
     pub slip_sealer: crate::slip_codes::SlipSealer,
+    /// Session search responses of the current projection position.
+    pub search_cache: SearchCache,
+}
+
+/// Maximum number of (district, date) responses kept. The cache is emptied when it is full.
+const MAX_SEARCH_CACHE_ENTRIES: usize = 4096;
+
+/// Session search responses, each kept with the projection position it was read at and served only
+/// while the projections are still at that position. Repeated searches between two projector
+/// batches skip SQLite, and a response is never older than the projections.
+#[derive(Default)]
+pub struct SearchCache {
+    /// (district in ASCII lower case, as `COLLATE NOCASE` compares it, date) to (projection
+    /// position, JSON body).
+    entries: Mutex<HashMap<(String, String), (u64, Arc<Vec<u8>>)>>,
+}
+
+impl SearchCache {
+    /// Returns the JSON body read for this district and date at `position`, if any.
+    pub fn get(&self, district: &str, date: &str, position: u64) -> Option<Arc<Vec<u8>>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (cached_at, rows) = entries.get(&(district.to_ascii_lowercase(), date.to_owned()))?;
+        (*cached_at == position).then(|| Arc::clone(rows))
+    }
+
+    /// Keeps the JSON body read for this district and date at `position`.
+    pub fn put(&self, district: &str, date: &str, position: u64, rows: Arc<Vec<u8>>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_SEARCH_CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert((district.to_ascii_lowercase(), date.to_owned()), (position, rows));
+    }
 }
 
 /// Prometheus counters.
