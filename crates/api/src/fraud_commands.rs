@@ -31,7 +31,7 @@ macro_rules! execute {
 }
 
 /// An appointment stream folded into the appointment and its disputes.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct DisputedAppointment {
     /// Booking, status and certificates.
     pub appointment: Appointment,

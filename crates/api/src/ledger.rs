@@ -4,8 +4,9 @@
 //! HTTP handlers call this; it does not use HTTP. Every append carries the actor's token id,
 //! role and the request id, never a token or code.
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use domain::appointment::Appointment;
@@ -93,7 +94,7 @@ pub enum LedgerError {
 }
 
 /// Aggregates that fold events of one stream.
-pub trait Aggregate: Default {
+pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     /// Folds one event into the state.
     fn apply_event(&mut self, event: &Event);
 }
@@ -128,13 +129,54 @@ pub struct Ledger {
     pub catalogue: VaccineCatalogue,
     /// Tokens, OTPs, contacts and the outbox.
     pub service: Arc<ServiceDb>,
+    /// Recently loaded aggregates, so that a load reads only the events appended since.
+    pub aggregates: AggregateCache,
+}
+
+/// Maximum number of aggregates kept; the cache is emptied when it is full, which bounds its
+/// memory whatever the length of the history.
+const MAX_CACHED_AGGREGATES: usize = 100_000;
+
+/// Aggregates by stream id, each with the revision of the last event folded into it.
+///
+/// A load starts from the cached state and reads only the events after its revision, so a
+/// session stream with hundreds of bookings is not read from its start for every booking. The
+/// log stays the only source: a cached state is always brought up to the stream's end before use.
+#[derive(Default)]
+pub struct AggregateCache {
+    /// Stream id to (revision, state); the state's type is the aggregate type of the stream.
+    entries: Mutex<HashMap<String, (u64, Arc<dyn Any + Send + Sync>)>>,
+}
+
+impl AggregateCache {
+    /// Returns a copy of the cached state of a stream and its revision, if any.
+    fn get<A: Aggregate>(&self, stream_id: &str) -> Option<(u64, A)> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (revision, state) = entries.get(stream_id)?;
+        let state = state.downcast_ref::<A>()?;
+        Some((*revision, state.clone()))
+    }
+
+    /// Keeps the state of a stream folded up to `revision`.
+    fn put<A: Aggregate>(&self, stream_id: &str, revision: u64, state: A) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_CACHED_AGGREGATES {
+            entries.clear();
+        }
+        entries.insert(stream_id.to_owned(), (revision, Arc::new(state)));
+    }
 }
 
 impl Ledger {
     /// Loads an aggregate and records its revision in the read set.
     pub async fn load<A: Aggregate>(&self, stream_id: &str, reads: &mut ReadSet) -> Result<A, LedgerError> {
-        let recorded = self.store.read_stream(stream_id, 0).await?;
-        let mut aggregate = A::default();
+        let (mut revision, mut aggregate) = match self.aggregates.get::<A>(stream_id) {
+            Some((revision, state)) => (Some(revision), state),
+            None => (None, A::default()),
+        };
+
+        let from_revision = revision.map_or(0, |revision| revision + 1);
+        let recorded = self.store.read_stream(stream_id, from_revision).await?;
         for event in &recorded {
             let decoded = Event::decode(&event.event_type, event.schema_version, &event.payload).map_err(|err| {
                 error!(cause = %err, stream_id, position = event.position, "stored event could not be decoded");
@@ -142,7 +184,12 @@ impl Ledger {
             })?;
             aggregate.apply_event(&decoded);
         }
-        reads.revisions.insert(stream_id.to_owned(), store::last_revision(&recorded));
+
+        if let Some(last) = store::last_revision(&recorded) {
+            revision = Some(last);
+            self.aggregates.put(stream_id, last, aggregate.clone());
+        }
+        reads.revisions.insert(stream_id.to_owned(), revision);
         Ok(aggregate)
     }
 

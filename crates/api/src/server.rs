@@ -169,7 +169,7 @@ pub async fn open_state(options: &ServeOptions) -> anyhow::Result<Arc<AppState>>
         info!(data_dir = %data.root.display(), keys = %data.keys().display(), "data folder created");
     }
 
-    let ledger = Ledger { store, projections, server_key, catalogue: VaccineCatalogue::default(), service };
+    let ledger = Ledger { store, projections, server_key, catalogue: VaccineCatalogue::default(), service, aggregates: Default::default() };
     let slip_sealer = crate::slip_codes::SlipSealer::open(&data.root)?;
     Ok(Arc::new(AppState { ledger, fraud, keys, vault, data_dir: data.root.clone(), metrics: Metrics::default(), audit, slip_sealer, search_cache: Default::default() }))
 }
