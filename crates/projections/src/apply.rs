@@ -1,5 +1,6 @@
-//! Event-to-row updates of the status projections. Each function runs inside the projector's
-//! transaction; an event that does not concern a table leaves it alone.
+//! Event-to-row updates of the status projections, one SQL statement per event. Each function
+//! runs inside the projector's transaction; an event that does not concern a table leaves it
+//! alone. This is the reference that the batched path in [`crate::batch`] must match.
 
 use domain::appointment::Status;
 use domain::Event;
@@ -144,7 +145,7 @@ fn set_status(tx: &Transaction<'_>, appointment_id: &str, status: Status) -> rus
 }
 
 /// Returns the serde name of a unit enum variant, such as `driving_licence`.
-fn enum_name<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn enum_name<T: serde::Serialize>(value: &T) -> String {
     let mut bytes = Vec::new();
     if ciborium::into_writer(value, &mut bytes).is_err() {
         return String::new();

@@ -34,51 +34,161 @@ pub(crate) struct AppointmentFacts {
 }
 
 /// Whose daily counters an event moves.
-enum Subject<'a> {
+pub(crate) enum Subject<'a> {
     /// A centre, with its district.
     Centre { centre_id: &'a str, district: &'a str },
     /// A verifier (or vaccinator) token, with the centre it works at.
     Verifier { verifier_id: &'a str, centre_id: &'a str, district: &'a str },
 }
 
+/// A change of one `appointments` row, one per event that moves it.
+pub(crate) enum AppointmentChange<'a> {
+    /// A code was verified at `position` by `verifier_id`.
+    Verified { position: i64, verifier_id: &'a str },
+    /// The appointment was unlocked at `position`.
+    Unlocked { position: i64 },
+    /// A dose was recorded at `position` by `vaccinator_id`.
+    Dose { position: i64, vaccinator_id: &'a str },
+    /// A certificate was issued at `position`.
+    Certificate { position: i64 },
+}
+
+impl AppointmentChange<'_> {
+    /// Applies the change to an appointment's facts, as the `UPDATE` of [`Direct`] does.
+    pub(crate) fn apply_to(&self, facts: &mut AppointmentFacts) {
+        match *self {
+            AppointmentChange::Verified { position, verifier_id } => {
+                facts.verified_position = Some(position);
+                facts.verifier_id = Some(verifier_id.to_owned());
+            }
+            AppointmentChange::Unlocked { position } => facts.unlocked_position = position,
+            AppointmentChange::Dose { position, vaccinator_id } => {
+                facts.dose_position = Some(position);
+                facts.vaccinator_id = Some(vaccinator_id.to_owned());
+            }
+            AppointmentChange::Certificate { position } => facts.certificate_position = Some(position),
+        }
+    }
+}
+
+/// The rows the fraud apply keeps per centre, per appointment and per day. [`Direct`] reads and
+/// writes them with one SQL statement each; the batched path keeps them in memory for a batch
+/// and writes each once. Attempts, alerts and disputes are always written straight away,
+/// because the alert rules query them.
+pub(crate) trait Rows {
+    /// Returns the district of a centre, or an empty string for a centre never registered.
+    fn district_of(&mut self, tx: &Transaction<'_>, centre_id: &str) -> rusqlite::Result<String>;
+    /// Returns what is known of an appointment; all fields empty when it was never booked.
+    fn appointment_facts(&mut self, tx: &Transaction<'_>, appointment_id: &str) -> rusqlite::Result<AppointmentFacts>;
+    /// Stores a centre (`INSERT OR REPLACE`).
+    fn register_centre(&mut self, tx: &Transaction<'_>, centre_id: &str, name: &str, district: &str) -> rusqlite::Result<()>;
+    /// Stores a booking (`INSERT OR REPLACE`, so later columns take their defaults).
+    fn book(&mut self, tx: &Transaction<'_>, appointment_id: &str, facts: AppointmentFacts) -> rusqlite::Result<()>;
+    /// Changes an appointment's row; nothing happens for an appointment never booked.
+    fn change_appointment(&mut self, tx: &Transaction<'_>, appointment_id: &str, change: AppointmentChange<'_>) -> rusqlite::Result<()>;
+    /// Adds one to each counter of a subject's row for `day`, creating the row when missing.
+    fn bump(&mut self, tx: &Transaction<'_>, subject: &Subject<'_>, day: &str, counters: &[Counter]) -> rusqlite::Result<()>;
+}
+
+/// [`Rows`] with one SQL statement per read and write: the reference behaviour.
+pub(crate) struct Direct;
+
+impl Rows for Direct {
+    fn district_of(&mut self, tx: &Transaction<'_>, centre_id: &str) -> rusqlite::Result<String> {
+        district_of(tx, centre_id)
+    }
+
+    fn appointment_facts(&mut self, tx: &Transaction<'_>, appointment_id: &str) -> rusqlite::Result<AppointmentFacts> {
+        appointment_facts(tx, appointment_id)
+    }
+
+    fn register_centre(&mut self, tx: &Transaction<'_>, centre_id: &str, name: &str, district: &str) -> rusqlite::Result<()> {
+        tx.prepare_cached("INSERT OR REPLACE INTO centres (centre_id, name, district) VALUES (?1, ?2, ?3)")?
+            .execute(params![centre_id, name, district])?;
+        Ok(())
+    }
+
+    fn book(&mut self, tx: &Transaction<'_>, appointment_id: &str, facts: AppointmentFacts) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO appointments (appointment_id, beneficiary_id, centre_id, walk_in, booked_position)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![appointment_id, facts.beneficiary_id, facts.centre_id, facts.walk_in, facts.booked_position])?;
+        Ok(())
+    }
+
+    fn change_appointment(&mut self, tx: &Transaction<'_>, appointment_id: &str, change: AppointmentChange<'_>) -> rusqlite::Result<()> {
+        match change {
+            AppointmentChange::Verified { position, verifier_id } => {
+                tx.prepare_cached("UPDATE appointments SET verified_position = ?2, verifier_id = ?3 WHERE appointment_id = ?1")?
+                    .execute(params![appointment_id, position, verifier_id])?;
+            }
+            AppointmentChange::Unlocked { position } => {
+                tx.prepare_cached("UPDATE appointments SET unlocked_position = ?2 WHERE appointment_id = ?1")?
+                    .execute(params![appointment_id, position])?;
+            }
+            AppointmentChange::Dose { position, vaccinator_id } => {
+                tx.prepare_cached("UPDATE appointments SET dose_position = ?2, vaccinator_id = ?3 WHERE appointment_id = ?1")?
+                    .execute(params![appointment_id, position, vaccinator_id])?;
+            }
+            AppointmentChange::Certificate { position } => {
+                tx.prepare_cached("UPDATE appointments SET certificate_position = ?2 WHERE appointment_id = ?1")?
+                    .execute(params![appointment_id, position])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn bump(&mut self, tx: &Transaction<'_>, subject: &Subject<'_>, day: &str, counters: &[Counter]) -> rusqlite::Result<()> {
+        bump(tx, subject, day, counters)
+    }
+}
+
 /// Applies one decoded event.
-pub(crate) fn apply_event(tx: &Transaction<'_>, recorded: &RecordedEvent, event: &Event, config: &FraudConfig) -> rusqlite::Result<()> {
+pub(crate) fn apply_event(
+    tx: &Transaction<'_>,
+    rows: &mut impl Rows,
+    recorded: &RecordedEvent,
+    event: &Event,
+    config: &FraudConfig,
+) -> rusqlite::Result<()> {
     let position = recorded.position as i64;
     let at_ms = recorded.recorded_at_ms;
     let day = india_day(at_ms).to_string();
     match event {
         Event::CentreRegistered { centre_id, name, district, .. } => {
-            tx.prepare_cached("INSERT OR REPLACE INTO centres (centre_id, name, district) VALUES (?1, ?2, ?3)")?
-                .execute(params![centre_id.to_string(), name, district])?;
+            rows.register_centre(tx, &centre_id.to_string(), name, district)?;
         }
         Event::AppointmentBooked { appointment_id, beneficiary_id, centre_id, walk_in, .. } => {
             let centre_id = centre_id.to_string();
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO appointments (appointment_id, beneficiary_id, centre_id, walk_in, booked_position)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![appointment_id.to_string(), beneficiary_id.to_string(), centre_id, walk_in, position])?;
+            let booked = AppointmentFacts {
+                beneficiary_id: Some(beneficiary_id.to_string()),
+                centre_id: Some(centre_id.clone()),
+                walk_in: *walk_in,
+                booked_position: Some(position),
+                ..AppointmentFacts::default()
+            };
+            rows.book(tx, &appointment_id.to_string(), booked)?;
 
-            let district = district_of(tx, &centre_id)?;
+            let district = rows.district_of(tx, &centre_id)?;
             let counters: &[Counter] = if *walk_in { &[Counter::Bookings, Counter::WalkInBookings] } else { &[Counter::Bookings] };
-            bump(tx, &Subject::Centre { centre_id: &centre_id, district: &district }, &day, counters)?;
+            rows.bump(tx, &Subject::Centre { centre_id: &centre_id, district: &district }, &day, counters)?;
             if *walk_in && recorded.metadata.actor_role == "verifier" {
                 let verifier = Subject::Verifier { verifier_id: &recorded.metadata.actor_id, centre_id: &centre_id, district: &district };
-                bump(tx, &verifier, &day, counters)?;
+                rows.bump(tx, &verifier, &day, counters)?;
             }
         }
         Event::CodeVerified { appointment_id, centre_id, verifier_id } => {
             let appointment_id = appointment_id.to_string();
-            let facts = AttemptFacts::load(tx, recorded, &appointment_id, &centre_id.to_string(), verifier_id)?;
+            let facts = AttemptFacts::load(tx, rows, recorded, &appointment_id, &centre_id.to_string(), verifier_id)?;
             insert_attempt(tx, &facts, OUTCOME_VERIFIED, None, None)?;
-            tx.prepare_cached("UPDATE appointments SET verified_position = ?2, verifier_id = ?3 WHERE appointment_id = ?1")?
-                .execute(params![appointment_id, position, verifier_id])?;
-            bump_both(tx, &facts, &day, &[Counter::Attempts, Counter::Verified])?;
+            rows.change_appointment(tx, &appointment_id, AppointmentChange::Verified { position, verifier_id })?;
+            bump_both(tx, rows, &facts, &day, &[Counter::Attempts, Counter::Verified])?;
         }
         Event::CodeRejected { appointment_id, centre_id, verifier_id, reason, attempt, max_attempts } => {
-            let facts = AttemptFacts::load(tx, recorded, &appointment_id.to_string(), &centre_id.to_string(), verifier_id)?;
+            let facts = AttemptFacts::load(tx, rows, recorded, &appointment_id.to_string(), &centre_id.to_string(), verifier_id)?;
             insert_attempt(tx, &facts, OUTCOME_REJECTED, Some(reason.as_str()), Some((*attempt, *max_attempts)))?;
-            bump_both(tx, &facts, &day, &[Counter::Attempts, Counter::Rejected, Counter::for_code_rejection(*reason)])?;
+            bump_both(tx, rows, &facts, &day, &[Counter::Attempts, Counter::Rejected, Counter::for_code_rejection(*reason)])?;
             alerts::on_code_rejected(tx, config, &facts, *reason)?;
         }
         Event::AppointmentLocked { appointment_id, rejected_attempts } => {
@@ -95,31 +205,28 @@ pub(crate) fn apply_event(tx: &Transaction<'_>, recorded: &RecordedEvent, event:
                 return Ok(());
             };
             tx.prepare_cached("UPDATE attempts SET locked = 1 WHERE position = ?1")?.execute(params![attempt_position])?;
-            let facts = AttemptFacts::load(tx, recorded, &appointment_id, &centre_id, &verifier_id)?;
-            bump_both(tx, &facts, &day, &[Counter::Lockouts])?;
+            let facts = AttemptFacts::load(tx, rows, recorded, &appointment_id, &centre_id, &verifier_id)?;
+            bump_both(tx, rows, &facts, &day, &[Counter::Lockouts])?;
             alerts::on_lockout(tx, &facts, *rejected_attempts)?;
         }
         Event::AppointmentUnlocked { appointment_id, .. } => {
-            tx.prepare_cached("UPDATE appointments SET unlocked_position = ?2 WHERE appointment_id = ?1")?
-                .execute(params![appointment_id.to_string(), position])?;
+            rows.change_appointment(tx, &appointment_id.to_string(), AppointmentChange::Unlocked { position })?;
         }
         Event::DoseAdministered { appointment_id, centre_id, vaccinator_id, .. } => {
             let appointment_id = appointment_id.to_string();
-            let facts = AttemptFacts::load(tx, recorded, &appointment_id, &centre_id.to_string(), vaccinator_id)?;
-            tx.prepare_cached("UPDATE appointments SET dose_position = ?2, vaccinator_id = ?3 WHERE appointment_id = ?1")?
-                .execute(params![appointment_id, position, vaccinator_id])?;
+            let facts = AttemptFacts::load(tx, rows, recorded, &appointment_id, &centre_id.to_string(), vaccinator_id)?;
+            rows.change_appointment(tx, &appointment_id, AppointmentChange::Dose { position, vaccinator_id })?;
             let counters: &[Counter] = if facts.appointment.walk_in { &[Counter::Doses, Counter::WalkInDoses] } else { &[Counter::Doses] };
-            bump_both(tx, &facts, &day, counters)?;
+            bump_both(tx, rows, &facts, &day, counters)?;
         }
         Event::DoseAdministrationRejected { appointment_id, centre_id, vaccinator_id, reason } => {
-            let facts = AttemptFacts::load(tx, recorded, &appointment_id.to_string(), &centre_id.to_string(), vaccinator_id)?;
+            let facts = AttemptFacts::load(tx, rows, recorded, &appointment_id.to_string(), &centre_id.to_string(), vaccinator_id)?;
             insert_attempt(tx, &facts, OUTCOME_DOSE_REJECTED, Some(reason.as_str()), None)?;
-            bump_both(tx, &facts, &day, &[Counter::DosesRejected, Counter::for_dose_rejection(*reason)])?;
+            bump_both(tx, rows, &facts, &day, &[Counter::DosesRejected, Counter::for_dose_rejection(*reason)])?;
             alerts::on_dose_rejected(tx, &facts, *reason)?;
         }
         Event::CertificateIssued { appointment_id, .. } => {
-            tx.prepare_cached("UPDATE appointments SET certificate_position = ?2 WHERE appointment_id = ?1")?
-                .execute(params![appointment_id.to_string(), position])?;
+            rows.change_appointment(tx, &appointment_id.to_string(), AppointmentChange::Certificate { position })?;
         }
         Event::CertificateRevoked { appointment_id, reason, .. } => {
             let reason = serde_name(reason);
@@ -130,7 +237,7 @@ pub(crate) fn apply_event(tx: &Transaction<'_>, recorded: &RecordedEvent, event:
             .execute(params![appointment_id.to_string(), recorded.metadata.request_id, reason, position])?;
         }
         Event::DisputeRaised { dispute_id, appointment_id, beneficiary_id, kind, description } => {
-            apply_dispute_raised(tx, recorded, &day, &dispute_id.to_string(), &appointment_id.to_string(), &beneficiary_id.to_string(), kind, description)?;
+            apply_dispute_raised(tx, rows, recorded, &day, &dispute_id.to_string(), &appointment_id.to_string(), &beneficiary_id.to_string(), kind, description)?;
         }
         Event::DisputeResolved { dispute_id, finding, investigator_id, .. } => {
             let (decoded, note) = decode_finding(finding);
@@ -150,6 +257,7 @@ pub(crate) fn apply_event(tx: &Transaction<'_>, recorded: &RecordedEvent, event:
 #[allow(clippy::too_many_arguments)]
 fn apply_dispute_raised(
     tx: &Transaction<'_>,
+    rows: &mut impl Rows,
     recorded: &RecordedEvent,
     day: &str,
     dispute_id: &str,
@@ -159,9 +267,9 @@ fn apply_dispute_raised(
     description: &str,
 ) -> rusqlite::Result<()> {
     let position = recorded.position as i64;
-    let appointment = appointment_facts(tx, appointment_id)?;
+    let appointment = rows.appointment_facts(tx, appointment_id)?;
     let centre_id = appointment.centre_id.clone().unwrap_or_default();
-    let district = district_of(tx, &centre_id)?;
+    let district = rows.district_of(tx, &centre_id)?;
     let suspect = appointment.vaccinator_id.clone().or_else(|| appointment.verifier_id.clone());
     tx.prepare_cached(
         "INSERT OR REPLACE INTO disputes (position, dispute_id, at_ms, appointment_id, beneficiary_id, centre_id, district,
@@ -185,9 +293,9 @@ fn apply_dispute_raised(
         appointment.certificate_position
     ])?;
 
-    bump(tx, &Subject::Centre { centre_id: &centre_id, district: &district }, day, &[Counter::Disputes])?;
+    rows.bump(tx, &Subject::Centre { centre_id: &centre_id, district: &district }, day, &[Counter::Disputes])?;
     if let Some(suspect) = &suspect {
-        bump(tx, &Subject::Verifier { verifier_id: suspect, centre_id: &centre_id, district: &district }, day, &[Counter::Disputes])?;
+        rows.bump(tx, &Subject::Verifier { verifier_id: suspect, centre_id: &centre_id, district: &district }, day, &[Counter::Disputes])?;
     }
     let facts = AttemptFacts {
         position,
@@ -232,10 +340,10 @@ fn insert_attempt(
 }
 
 /// Adds one to each counter of the centre and of the verifier of an attempt.
-fn bump_both(tx: &Transaction<'_>, facts: &AttemptFacts, day: &str, counters: &[Counter]) -> rusqlite::Result<()> {
-    bump(tx, &Subject::Centre { centre_id: &facts.centre_id, district: &facts.district }, day, counters)?;
+fn bump_both(tx: &Transaction<'_>, rows: &mut impl Rows, facts: &AttemptFacts, day: &str, counters: &[Counter]) -> rusqlite::Result<()> {
+    rows.bump(tx, &Subject::Centre { centre_id: &facts.centre_id, district: &facts.district }, day, counters)?;
     let verifier = Subject::Verifier { verifier_id: &facts.verifier_id, centre_id: &facts.centre_id, district: &facts.district };
-    bump(tx, &verifier, day, counters)
+    rows.bump(tx, &verifier, day, counters)
 }
 
 /// Adds one to each counter of a subject's row for `day`, creating the row when missing.
@@ -269,6 +377,7 @@ impl AttemptFacts {
     /// the centre where the attempt happened.
     pub(crate) fn load(
         tx: &Transaction<'_>,
+        rows: &mut impl Rows,
         recorded: &RecordedEvent,
         appointment_id: &str,
         centre_id: &str,
@@ -279,9 +388,9 @@ impl AttemptFacts {
             at_ms: recorded.recorded_at_ms,
             appointment_id: appointment_id.to_owned(),
             centre_id: centre_id.to_owned(),
-            district: district_of(tx, centre_id)?,
+            district: rows.district_of(tx, centre_id)?,
             verifier_id: verifier_id.to_owned(),
-            appointment: appointment_facts(tx, appointment_id)?,
+            appointment: rows.appointment_facts(tx, appointment_id)?,
         })
     }
 }
@@ -313,7 +422,7 @@ pub(crate) fn appointment_facts(tx: &Transaction<'_>, appointment_id: &str) -> r
 }
 
 /// Returns the district of a centre, or an empty string for a centre never registered.
-fn district_of(tx: &Transaction<'_>, centre_id: &str) -> rusqlite::Result<String> {
+pub(crate) fn district_of(tx: &Transaction<'_>, centre_id: &str) -> rusqlite::Result<String> {
     let district = tx
         .prepare_cached("SELECT district FROM centres WHERE centre_id = ?1")?
         .query_row(params![centre_id], |row| row.get::<_, String>(0))

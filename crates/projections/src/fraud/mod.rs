@@ -12,6 +12,7 @@
 
 mod alerts;
 mod apply;
+mod batch;
 mod config;
 mod counters;
 pub mod queries;
@@ -31,7 +32,7 @@ pub use alerts::AlertKind;
 pub use config::{ConfigError, FraudConfig};
 pub use counters::{CodeRejections, Counters, DoseRejections, COLUMNS as COUNTER_COLUMNS};
 
-use crate::ProjectionError;
+use crate::{DecodedPage, ProjectionError};
 
 
 /// Name of this projection's checkpoint row.
@@ -61,6 +62,40 @@ pub struct FraudProjections {
     time_monotonic: AtomicBool,
 }
 
+/// A rebuild of the fraud projections from position 0 into a fresh file (see
+/// [`FraudProjections::rebuild`]).
+pub struct FraudRebuild {
+    /// The projections on the fresh file, written without journal or fsync.
+    projections: FraudProjections,
+    /// `CREATE INDEX` statements run once when the rebuild finishes.
+    deferred: String,
+    /// The file the fresh file replaces.
+    target: PathBuf,
+}
+
+impl FraudRebuild {
+    /// Applies a decoded page, like [`FraudProjections::apply_decoded`].
+    pub fn apply_decoded(&self, page: &DecodedPage<'_>) -> Result<u64, ProjectionError> {
+        self.projections.apply_decoded(page)
+    }
+
+    /// Returns the position of the last applied event.
+    pub fn checkpoint(&self) -> u64 {
+        self.projections.checkpoint()
+    }
+
+    /// Creates the deferred indexes and renames the fresh file over the old one. Returns the
+    /// checkpoint of the new file.
+    pub fn finish(self) -> Result<u64, ProjectionError> {
+        let checkpoint = self.projections.checkpoint();
+        let FraudProjections { writer, reader, .. } = self.projections;
+        drop(reader);
+        let writer = writer.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        crate::rebuild::finish(writer, &self.deferred, &self.target)?;
+        Ok(checkpoint)
+    }
+}
+
 fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> ProjectionError + '_ {
     move |err| ProjectionError::Sqlite { path: path.to_owned(), cause: err.to_string() }
 }
@@ -73,11 +108,27 @@ impl FraudProjections {
     pub fn open(path: &Path, config: FraudConfig) -> Result<Arc<Self>, ProjectionError> {
         let to_error = sqlite_error(path);
         let writer = Connection::open(path).map_err(&to_error)?;
-        writer
-            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
-            .map_err(&to_error)?;
+        writer.execute_batch(crate::WRITER_PRAGMAS).map_err(&to_error)?;
         let schema = schema::SCHEMA.replace("COUNTERS", &counters::column_definitions());
-        writer.execute_batch(&schema).map_err(&to_error)?;
+        Self::init(path, writer, &schema, config).map(Arc::new)
+    }
+
+    /// Starts a rebuild from position 0 into a fresh file beside `path`, which replaces `path`
+    /// when [`FraudRebuild::finish`] is called. Nothing opens `path` meanwhile.
+    pub fn rebuild(path: &Path, config: FraudConfig) -> Result<FraudRebuild, ProjectionError> {
+        let writer = crate::rebuild::open_fresh(path)?;
+        let schema = schema::SCHEMA.replace("COUNTERS", &counters::column_definitions());
+        let (schema, deferred) = crate::rebuild::split_schema(&schema, schema::APPLY_INDEXES);
+        let projections = Self::init(&crate::rebuild::fresh_path(path), writer, &schema, config)?;
+        Ok(FraudRebuild { projections, deferred, target: path.to_owned() })
+    }
+
+    /// Creates the tables on `writer`, empties them when the thresholds changed, opens the
+    /// reading connection and reads the checkpoint.
+    fn init(path: &Path, writer: Connection, schema: &str, config: FraudConfig) -> Result<Self, ProjectionError> {
+        let to_error = sqlite_error(path);
+        writer.execute_batch(schema).map_err(&to_error)?;
+        writer.execute_batch(crate::APPLY_PRAGMAS).map_err(&to_error)?;
         let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(&to_error)?;
         reader.execute_batch("PRAGMA busy_timeout=5000;").map_err(&to_error)?;
@@ -100,14 +151,14 @@ impl FraudProjections {
         let monotonic = read_meta(&writer, META_TIME_MONOTONIC).map_err(&to_error)?.as_deref() != Some("0");
         let (position, _) = watch::channel(checkpoint);
         info!(path = %path.display(), checkpoint, "fraud projections opened");
-        Ok(Arc::new(Self {
+        Ok(Self {
             path: path.to_owned(),
             config,
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             position,
             time_monotonic: AtomicBool::new(monotonic),
-        }))
+        })
     }
 
     /// Returns the alert thresholds in use.
@@ -124,7 +175,28 @@ impl FraudProjections {
     ///
     /// Events at or below the checkpoint are ignored, so a batch read twice is harmless. An
     /// event that cannot be decoded stops the batch with an error and nothing of it is stored.
+    /// Appointments, districts and daily counters are cached for the batch and written once.
     pub fn apply_batch(&self, events: &[RecordedEvent]) -> Result<u64, ProjectionError> {
+        let page = DecodedPage::decode_after(events, self.checkpoint())?;
+        self.apply_decoded(&page)
+    }
+
+    /// Applies a page decoded by [`DecodedPage::decode`] like [`FraudProjections::apply_batch`].
+    pub fn apply_decoded(&self, page: &DecodedPage<'_>) -> Result<u64, ProjectionError> {
+        self.commit_batch(page, &mut batch::FraudBatch::default())
+    }
+
+    /// Applies events like [`FraudProjections::apply_batch`], but with one SQL statement per
+    /// read and write and no cache: the reference implementation the batched path is tested
+    /// against.
+    pub fn apply_batch_per_event(&self, events: &[RecordedEvent]) -> Result<u64, ProjectionError> {
+        let page = DecodedPage::decode_after(events, self.checkpoint())?;
+        self.commit_batch(&page, &mut apply::Direct)
+    }
+
+    /// Applies a page through `rows`, writes the meta rows and the checkpoint, commits, and
+    /// publishes the checkpoint.
+    fn commit_batch<R: Flush>(&self, page: &DecodedPage<'_>, rows: &mut R) -> Result<u64, ProjectionError> {
         let to_error = sqlite_error(&self.path);
         let mut connection = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let transaction = connection.transaction().map_err(&to_error)?;
@@ -132,13 +204,8 @@ impl FraudProjections {
         let mut last_at_ms: i64 = read_meta(&transaction, META_LAST_AT_MS).map_err(&to_error)?.and_then(|text| text.parse().ok()).unwrap_or(0);
         let mut monotonic = self.time_monotonic.load(Ordering::Acquire);
 
-        for recorded in events {
-            if recorded.position <= checkpoint {
-                continue;
-            }
-            let event = domain::Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)
-                .map_err(|err| ProjectionError::Decode { position: recorded.position, cause: err.to_string() })?;
-            apply::apply_event(&transaction, recorded, &event, &self.config).map_err(&to_error)?;
+        for (recorded, event) in page.after(checkpoint) {
+            apply::apply_event(&transaction, rows, recorded, event, &self.config).map_err(&to_error)?;
             if recorded.recorded_at_ms < last_at_ms && monotonic {
                 tracing::warn!(position = recorded.position, "event time earlier than the one before it; time filters fall back to scans");
                 monotonic = false;
@@ -146,15 +213,16 @@ impl FraudProjections {
             last_at_ms = last_at_ms.max(recorded.recorded_at_ms);
             checkpoint = recorded.position;
         }
+        rows.flush(&transaction).map_err(&to_error)?;
 
         write_meta(&transaction, META_LAST_AT_MS, &last_at_ms.to_string()).map_err(&to_error)?;
         write_meta(&transaction, META_TIME_MONOTONIC, if monotonic { "1" } else { "0" }).map_err(&to_error)?;
         transaction
-            .execute(
+            .prepare_cached(
                 "INSERT INTO checkpoint (name, position) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                params![CHECKPOINT_NAME, checkpoint],
             )
+            .and_then(|mut statement| statement.execute(params![CHECKPOINT_NAME, checkpoint]))
             .map_err(&to_error)?;
         transaction.commit().map_err(&to_error)?;
         self.time_monotonic.store(monotonic, Ordering::Release);
@@ -190,6 +258,24 @@ impl FraudProjections {
     fn with_reader<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ProjectionError> {
         let connection = self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         query(&connection).map_err(sqlite_error(&self.path))
+    }
+}
+
+/// [`apply::Rows`] that may hold rows back until the batch ends.
+trait Flush: apply::Rows {
+    /// Writes the rows held back.
+    fn flush(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
+}
+
+impl Flush for apply::Direct {
+    fn flush(&self, _tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        Ok(())
+    }
+}
+
+impl Flush for batch::FraudBatch {
+    fn flush(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        batch::FraudBatch::flush(self, tx)
     }
 }
 
