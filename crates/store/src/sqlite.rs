@@ -6,7 +6,9 @@
 //!
 //! A single writer thread owns the only read-write connection. It takes the append requests
 //! queued at that moment and commits them in one transaction (group commit), which amortizes the
-//! fsync of each commit over many appends. Reads use a small pool of read-only connections. In
+//! fsync of each commit over many appends. A second read-write connection on its own thread
+//! copies the WAL into the main file (`wal`), so the writer's commits do not wait for that.
+//! Reads use a small pool of read-only connections. In
 //! WAL mode they do not wait for the writer's transactions, and each read uses one committed
 //! snapshot.
 //!
@@ -14,10 +16,13 @@
 //! in each group's transaction), the signed checkpoints (table `checkpoints`, written on a
 //! separate connection) and the log's origin (table `log_info`).
 
+#[doc(hidden)]
+pub mod bench_support;
 mod checkpoints;
 mod connection;
 mod reader;
 mod tree;
+mod wal;
 mod writer;
 
 use std::fmt::Display;

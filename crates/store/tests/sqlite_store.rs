@@ -433,6 +433,44 @@ async fn group_commit_groups_concurrent_appends() {
     assert_eq!(positions(&events), (1..=TASKS as u64).collect::<Vec<u64>>());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_checkpoint_fills_main_file() {
+    const APPENDS: usize = 20;
+    const EVENTS_PER_APPEND: usize = 5;
+    const PAYLOAD_BYTES: usize = 2048;
+    let (_folder, path, store) = open_temp_store().await;
+    let size_at_open = fs::metadata(&path).expect("main file").len();
+
+    for index in 0..APPENDS {
+        let append = StreamAppend {
+            stream_id: format!("stream-{index}"),
+            expected: ExpectedRevision::NoStream,
+            events: (0..EVENTS_PER_APPEND)
+                .map(|_| event("Tested", &[7u8; PAYLOAD_BYTES]))
+                .collect(),
+        };
+        store.append(vec![append]).await.expect("append");
+    }
+
+    // About 200 KiB of events stay far below SQLite's automatic checkpoint threshold, so only
+    // the background checkpointer copies them into the main file while the store is open.
+    let written = (APPENDS * EVENTS_PER_APPEND * PAYLOAD_BYTES) as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut size = size_at_open;
+    while size < size_at_open + written && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        size = fs::metadata(&path).expect("main file").len();
+    }
+    assert!(
+        size >= size_at_open + written,
+        "main file grew from {size_at_open} to {size} bytes only"
+    );
+    assert_eq!(
+        read_everything(store.as_ref()).await.len(),
+        APPENDS * EVENTS_PER_APPEND
+    );
+}
+
 #[tokio::test]
 async fn reopen_keeps_events_and_positions() {
     let (_folder, path, store) = open_temp_store().await;

@@ -18,35 +18,67 @@ use crate::StoreError;
 /// so that a large backlog neither holds the write lock long nor grows the WAL without bound.
 const BUILD_BATCH_EVENTS: usize = 10_000;
 
+/// The last node inserted at each level of the tree in one transaction, so that adding a leaf
+/// finds its left siblings without reading them back. It is valid only while none of those
+/// inserts is rolled back, so its owner drops it together with a rollback.
+#[derive(Debug, Default)]
+pub(super) struct RightEdge {
+    /// Index and hash of the last node inserted at each level, by level.
+    last: Vec<Option<(u64, Hash)>>,
+}
+
+impl RightEdge {
+    /// Returns the node at `(level, index)` when it was the last one inserted at its level.
+    fn node(&self, level: u32, index: u64) -> Option<Hash> {
+        let (last_index, hash) = (*self.last.get(level as usize)?)?;
+        (last_index == index).then_some(hash)
+    }
+
+    fn record(&mut self, level: u32, index: u64, hash: Hash) {
+        let level = level as usize;
+        if self.last.len() <= level {
+            self.last.resize(level + 1, None);
+        }
+        self.last[level] = Some((index, hash));
+    }
+}
+
 /// Adds the leaf at `leaf_index` and every parent it completes. Runs inside the caller's
-/// transaction; the leaf before it must already be stored.
+/// transaction; the leaf before it must already be stored. Left siblings come from `edge` when
+/// it has them and from the table otherwise.
 pub(super) fn append_leaf(
     connection: &Connection,
     path: &Path,
     leaf_index: u64,
     leaf_hash: Hash,
+    edge: &mut RightEdge,
 ) -> Result<(), StoreError> {
     let mut level = 0u32;
     let mut index = leaf_index;
     let mut hash = leaf_hash;
     insert_node(connection, path, level, index, &hash)?;
+    edge.record(level, index, hash);
 
     // A right child completes its parent; the left sibling is already stored.
     while index & 1 == 1 {
-        let left = read_node(connection, path, level, index - 1)?.ok_or_else(|| {
-            backend_error(
-                path,
-                format!("add Merkle leaf {leaf_index}"),
-                format!(
-                    "the left sibling at level {level}, index {} is missing",
-                    index - 1
-                ),
-            )
-        })?;
+        let left = match edge.node(level, index - 1) {
+            Some(left) => left,
+            None => read_node(connection, path, level, index - 1)?.ok_or_else(|| {
+                backend_error(
+                    path,
+                    format!("add Merkle leaf {leaf_index}"),
+                    format!(
+                        "the left sibling at level {level}, index {} is missing",
+                        index - 1
+                    ),
+                )
+            })?,
+        };
         hash = node_hash(&left, &hash);
         level += 1;
         index >>= 1;
         insert_node(connection, path, level, index, &hash)?;
+        edge.record(level, index, hash);
     }
 
     Ok(())
@@ -113,6 +145,7 @@ pub(super) fn build_missing_nodes(
             break;
         }
 
+        let mut edge = RightEdge::default();
         for (offset, event) in events.iter().enumerate() {
             let expected = after + 1 + offset as u64;
             if event.position != expected {
@@ -126,7 +159,13 @@ pub(super) fn build_missing_nodes(
                     ),
                 ));
             }
-            append_leaf(&transaction, path, expected - 1, event_leaf_hash(event))?;
+            append_leaf(
+                &transaction,
+                path,
+                expected - 1,
+                event_leaf_hash(event),
+                &mut edge,
+            )?;
         }
 
         transaction
