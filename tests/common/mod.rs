@@ -33,6 +33,18 @@ impl TestServer {
         Self { base: format!("http://{}", running.addr), dir, client, admin, running }
     }
 
+    /// Stops the server, lets `between` change the data folder, and starts a server on it again.
+    pub async fn restart(self, between: impl FnOnce(&std::path::Path)) -> Self {
+        let TestServer { dir, client, admin, running, .. } = self;
+        running.shutdown.send(true).unwrap();
+        running.handle.await.unwrap().unwrap();
+
+        between(&dir.path().join("data"));
+        let options = api::server::ServeOptions { data_dir: dir.path().join("data"), listen: "127.0.0.1:0".into(), store: None };
+        let running = api::server::start(options).await.unwrap();
+        Self { base: format!("http://{}", running.addr), dir, client, admin, running }
+    }
+
     /// Path of a file in the data folder.
     pub fn data_file(&self, name: &str) -> PathBuf {
         self.dir.path().join("data").join(name)

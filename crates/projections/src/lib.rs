@@ -330,10 +330,8 @@ impl Projections {
     }
 
     /// Starts a rebuild from position 0 into a fresh file beside `path`, which replaces `path`
-    /// when [`StatusRebuild::finish`] is called. Nothing opens `path` meanwhile.
-    ///
-    /// NOTE: only the bench calls this so far. The server rebuilds a deleted file through the
-    /// live path ([`Projections::run`]), which took 2.4 to 3.5 times as long in `vaxledger bench`.
+    /// when [`StatusRebuild::finish`] is called. Nothing opens `path` meanwhile. The server calls
+    /// it at start for a missing file, and `vaxledger bench` to time replay.
     pub fn rebuild(path: &Path) -> Result<StatusRebuild, ProjectionError> {
         let writer = rebuild::open_fresh(path)?;
         // The batched apply path reads rows by primary key only, so every index waits.
