@@ -130,10 +130,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     println!("machine: {} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), memory::total_memory());
 
+    // The memory benchmark loads ten million events, so it runs once. It runs first, so that the
+    // resident memory it reports is not left over from the other benchmarks' allocations.
+    let mut memory_figures = Vec::new();
+    if selected.contains(&"memory") {
+        memory_figures = memory::memory(&args).await?;
+    }
+
     // Each repetition runs every selected benchmark once, so that a slow spell of the shared
     // machine spreads over all figures instead of hitting one figure's every run.
     let mut runs: Vec<Vec<Figure>> = Vec::new();
-    for repetition in 1..=args.repeat {
+    let repeated = selected.iter().any(|name| *name != "memory");
+    for repetition in (1..=args.repeat).filter(|_| repeated) {
         println!("run {repetition} of {}", args.repeat);
         let mut figures = Vec::new();
         if selected.contains(&"append") {
@@ -153,16 +161,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let figure_runs: Vec<Figure> = runs.iter().filter_map(|figures| figures.get(index).cloned()).collect();
         summaries.extend(Summary::of(figure_runs));
     }
-
-    // The memory benchmark loads ten million events, so it runs once.
-    if selected.contains(&"memory") {
-        for figure in memory::memory(&args).await? {
-            summaries.extend(Summary::of(vec![figure]));
-        }
+    for figure in memory_figures {
+        summaries.extend(Summary::of(vec![figure]));
     }
 
-    println!();
-    println!("{} runs; each row shows the run with the median ratio, and the ratio's range over all runs in brackets.", args.repeat);
+
+    if repeated {
+        println!();
+        println!("{} runs; each row shows the run with the median ratio, and the ratio's range over all runs in brackets.", args.repeat);
+    }
     println!();
     println!("| figure | value | baseline (same run) | ratio | target |");
     println!("|---|---|---|---|---|");
