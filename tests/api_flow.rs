@@ -353,7 +353,7 @@ async fn search_after_booking_counts_seat() {
     let (_, before) = s.server.call(Method::GET, &url, None, None).await;
     assert_eq!(before[0]["booked"], 0, "{before}");
 
-    // The booking returns before the projections apply it, and the cached answer above was read
+    // The booking returns before the projections apply it, and the cached body above was read
     // at an older position, so this search must wait for the projections and query again.
     s.server.book(&s.citizen, &s.beneficiary_id, &s.session_id).await;
     let (_, after) = s.server.call(Method::GET, &url, None, None).await;

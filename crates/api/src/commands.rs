@@ -23,7 +23,7 @@ pub struct Booked {
     pub code: SecurityCode,
     /// Position of the last event appended.
     pub position: u64,
-    /// Who the booking SMS goes to, read from the beneficiary stream by the command itself.
+    /// Addressee of the booking SMS, read from the beneficiary stream by the command itself.
     pub recipient: Option<Recipient>,
 }
 
@@ -44,12 +44,12 @@ impl Recipient {
     }
 }
 
-/// A recorded dose, with what its confirmation SMS says.
+/// A recorded dose, with the values its confirmation SMS contains.
 #[derive(Debug, Clone)]
 pub struct Administered {
     /// Position of the `DoseAdministered` event (or of the rejection's last event).
     pub position: u64,
-    /// Who the SMS goes to.
+    /// Addressee of the SMS.
     pub recipient: Option<Recipient>,
     /// Dose number of the appointment.
     pub dose_number: u8,

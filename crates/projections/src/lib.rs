@@ -21,13 +21,13 @@ use store::{EventStore, RecordedEvent};
 use tokio::sync::watch;
 use tracing::{error, info};
 
-/// Most events read from the store per projector transaction. A caught-up projector reads only
-/// the few new events; while catching up, larger pages mean fewer commits, and a row touched by
-/// several events of a page is written once.
+/// Maximum number of events read from the store per projector transaction. A caught-up projector
+/// reads only the few new events. While catching up, larger pages mean fewer commits, and a row
+/// touched by several events of a page is written once.
 const BATCH_SIZE: usize = 10_000;
 
 /// Settings of each projection file's writing connection. The page cache (64 MiB, a fixed
-/// bound whatever the log length) holds every page a batch dirties: with the default 2 MiB,
+/// bound whatever the log length) keeps every page a batch dirties. With the default 2 MiB,
 /// inserts into the indexes keyed by random ids spilled dirty pages to the WAL in the middle of
 /// each transaction, and then wrote them again at commit.
 pub(crate) const WRITER_PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA cache_size=-65536;";
@@ -173,7 +173,7 @@ impl<'a> DecodedPage<'a> {
         self.recorded.len()
     }
 
-    /// Checks whether the page holds no event.
+    /// Checks whether the page contains no event.
     pub fn is_empty(&self) -> bool {
         self.recorded.is_empty()
     }

@@ -47,8 +47,8 @@ impl<E: fmt::Display> fmt::Display for GroupWriteError<E> {
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for GroupWriteError<E> {}
 
-/// What the writer thread does after running a job: whether to keep its savepoint, and how to
-/// tell the caller the outcome once the group's commit result is known.
+/// Outcome of running one job: whether to keep its savepoint, and how to tell the caller the
+/// result once the group's commit result is known.
 struct Finish {
     /// `true` when the work succeeded and its changes stay in the group's transaction.
     keep: bool,

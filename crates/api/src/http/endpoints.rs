@@ -124,10 +124,11 @@ impl Api {
         authenticate(&self.state, auth, request, roles)
     }
 
-    /// Waits until the status projections hold every event committed before this call, so that
-    /// a read sees every write acknowledged before the read started. Booking, code verification
-    /// and dose recording return as soon as their events are durable, without waiting for the
-    /// projections; reads of the projections wait here instead, and only while they lag.
+    /// Waits until the status projections contain every event committed before this call, so
+    /// that a read returns every write acknowledged before the read started. Booking, code
+    /// verification and dose recording return as soon as their events are durable, without
+    /// waiting for the projections. Reads of the projections wait here instead, and only while
+    /// they lag.
     pub(crate) async fn fresh(&self) {
         projections_fresh(&self.state).await;
     }
@@ -660,7 +661,7 @@ impl Api {
         let date = parse_date("date", &date)?;
         self.fresh().await;
 
-        // The position is read before the query, so a cached answer is at least as new as it.
+        // The position is read before the query, so a cached body is at least as new as that position.
         let (district, date) = (district.trim(), date.to_string());
         let projections = &self.state.ledger.projections;
         let position = projections.checkpoint();
@@ -1128,8 +1129,8 @@ impl Api {
     }
 
     /// Stores the encrypted code for the slip and queues the booking SMS, in one write of
-    /// `service.db`. A failure is logged and not returned: the booking stands, and the citizen
-    /// has the code from the booking response.
+    /// `service.db`. A failure is logged and not returned, because the booking is valid and the
+    /// citizen has the code from the booking response.
     async fn keep_booking_code(&self, beneficiary_id: &BeneficiaryId, booked: &crate::commands::Booked) {
         let appointment_id = booked.appointment_id;
         let sealed = match self.state.slip_sealer.seal(appointment_id, &booked.code) {
@@ -1231,16 +1232,16 @@ impl Api {
     }
 }
 
-/// Waits until the status projections hold every event committed before this call; see
-/// [`Api::fresh`]. Gives up after the read-your-writes timeout with a warning, and the read then
-/// answers from the projections as they are.
+/// Waits until the status projections contain every event committed before this call (see
+/// [`Api::fresh`]). After the read-your-writes timeout it logs a warning and returns, and the
+/// read then uses the projections as they are.
 pub(crate) async fn projections_fresh(state: &AppState) {
     let head = *state.ledger.store.watch_head().borrow();
     if state.ledger.projections.checkpoint() >= head {
         return;
     }
     if let Err(err) = state.ledger.projections.wait_for(head, READ_YOUR_WRITES_TIMEOUT).await {
-        tracing::warn!(cause = %err, position = head, "projection lagging behind the log; answering from it as it is");
+        tracing::warn!(cause = %err, position = head, "projection lagging behind the log; reading it as it is");
     }
 }
 
