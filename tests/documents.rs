@@ -157,9 +157,11 @@ async fn certificate_pdf_prints_and_verifies() {
         assert_eq!(cert_verify(input, &trust_path), replay_tools::CertOutcome::Valid, "{}", input.display());
     }
 
-    let inspection_copy = std::env::temp_dir().join("vaxledger-certificate-page.png");
-    std::fs::copy(&png_path, &inspection_copy).unwrap();
-    println!("rendered certificate page: {}", inspection_copy.display());
+    // A copy outside the temporary folder for a person to look at, only on request.
+    if let Some(inspection_copy) = std::env::var_os("VAXLEDGER_KEEP_PAGE") {
+        std::fs::copy(&png_path, &inspection_copy).unwrap();
+        println!("rendered certificate page: {}", std::path::Path::new(&inspection_copy).display());
+    }
 }
 
 /// Runs `vaxledger cert verify INPUT --trust-list FILE` in process.
