@@ -198,15 +198,25 @@ impl Api {
     }
 
     pub(crate) async fn queue_sms(&self, mobile_hash: &str, kind: &str, text: &str, appointment_id: Option<&str>) {
-        let service = &self.state.ledger.service;
-        match service.contact(mobile_hash) {
-            Ok(Some(mobile)) => {
-                if let Err(err) = service.queue_message(kind, &mobile, text, appointment_id, Utc::now()).await {
-                    tracing::error!(cause = %err, kind, "queueing SMS failed");
-                }
+        let Some(mobile) = self.contact(mobile_hash, kind) else { return };
+        if let Err(err) = self.state.ledger.service.queue_message(kind, &mobile, text, appointment_id, Utc::now()).await {
+            tracing::error!(cause = %err, kind, "queueing SMS failed");
+        }
+    }
+
+    /// Returns the mobile number behind a hash, or `None` after logging why an SMS of `kind`
+    /// cannot be sent.
+    fn contact(&self, mobile_hash: &str, kind: &str) -> Option<String> {
+        match self.state.ledger.service.contact(mobile_hash) {
+            Ok(Some(mobile)) => Some(mobile),
+            Ok(None) => {
+                tracing::warn!(kind, "no mobile number on file; SMS not queued");
+                None
             }
-            Ok(None) => tracing::warn!(kind, "no mobile number on file; SMS not queued"),
-            Err(err) => tracing::error!(cause = %err, kind, "contact lookup failed"),
+            Err(err) => {
+                tracing::error!(cause = %err, kind, "contact lookup failed; SMS not queued");
+                None
+            }
         }
     }
 }
@@ -1170,17 +1180,7 @@ impl Api {
             tracing::warn!(beneficiary_id = %beneficiary_id, "beneficiary has no registration; booking SMS not queued");
             return None;
         };
-        let mobile = match self.state.ledger.service.contact(&row.mobile_hash) {
-            Ok(Some(mobile)) => mobile,
-            Ok(None) => {
-                tracing::warn!(kind = "booking_confirmation", "no mobile number on file; SMS not queued");
-                return None;
-            }
-            Err(err) => {
-                tracing::error!(cause = %err, kind = "booking_confirmation", "contact lookup failed; SMS not queued");
-                return None;
-            }
-        };
+        let mobile = self.contact(&row.mobile_hash, "booking_confirmation")?;
         let text = format!(
             "Appointment {} booked for {}. Your security code is {}. Tell it to the verifier at the centre only after your ID is checked. Do not share it otherwise.",
             booked.appointment_id,
@@ -1196,17 +1196,7 @@ impl Api {
             tracing::warn!(appointment_id = %appointment_id, "beneficiary has no registration; dose SMS not queued");
             return;
         };
-        let mobile = match self.state.ledger.service.contact(&beneficiary.mobile_hash) {
-            Ok(Some(mobile)) => mobile,
-            Ok(None) => {
-                tracing::warn!(kind = "dose_recorded", "no mobile number on file; SMS not queued");
-                return;
-            }
-            Err(err) => {
-                tracing::error!(cause = %err, kind = "dose_recorded", "contact lookup failed; SMS not queued");
-                return;
-            }
-        };
+        let Some(mobile) = self.contact(&beneficiary.mobile_hash, "dose_recorded") else { return };
         let appointment = appointment_id.to_string();
         let now = Utc::now();
         let text = format!(
